@@ -1,0 +1,181 @@
+//! `spec` of a VaultSecret: where to read from and what Secret to write.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::duration::DURATION_PATTERN;
+use super::status::VaultSecretStatus;
+
+/// A VaultSecret reads one or more secrets from Vault or OpenBao and keeps one Kubernetes Secret,
+/// in its own namespace, in sync with them.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[allow(clippy::duplicated_attributes)] // several printcolumn(type_ = ...) entries, not duplicates
+#[kube(
+    group = "vaultsync.dev",
+    version = "v1alpha1",
+    kind = "VaultSecret",
+    namespaced,
+    status = "VaultSecretStatus",
+    shortname = "vs",
+    category = "vaultsync",
+    doc = "VaultSecret keeps a Kubernetes Secret in sync with secrets read from Vault or OpenBao.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(name = "Last sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultSecretSpec {
+    /// Vault or OpenBao server to read from. Defaults come from the operator's flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultConnection>,
+
+    /// Secrets to read, merged into one Secret in order: a later source wins on a duplicate key.
+    #[schemars(length(min = 1, max = 32))]
+    pub sources: Vec<Source>,
+
+    /// The Kubernetes Secret to write.
+    #[serde(default)]
+    pub destination: Destination,
+
+    /// How often the sources are read again.
+    #[serde(default)]
+    pub refresh: Refresh,
+}
+
+/// Connection settings for one Vault or OpenBao server.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultConnection {
+    /// Server address, e.g. `https://vault.example:8200`. Defaults to the operator's `--vault-address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
+    pub address: Option<String>,
+
+    /// Vault Enterprise / OpenBao namespace, sent as the `X-Vault-Namespace` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub namespace: Option<String>,
+
+    /// PEM CA bundle that signs the server's certificate, from a Secret in this VaultSecret's
+    /// namespace. Defaults to the operator's `--vault-ca-file`, then the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the VaultSecret's own namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// One secret to read. Exactly one source kind is set per entry.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("[has(self.kv)].filter(x, x).size() == 1").message("each source sets exactly one kind: kv"))]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// Optional name, used in status and messages (default: the source's index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub name: Option<String>,
+
+    /// A secret of a KV secrets engine (version 1 or 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvSource>,
+}
+
+/// A secret in a KV secrets engine.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.version) || self.engine == 'v2'").message("version can only be pinned for engine v2"))]
+#[serde(rename_all = "camelCase")]
+pub struct KvSource {
+    /// Mount path of the engine, e.g. `secret`.
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    pub mount: String,
+
+    /// Path of the secret within the mount, e.g. `shop/config`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    pub path: String,
+
+    /// Engine version.
+    #[serde(default)]
+    pub engine: KvEngine,
+
+    /// Pin a KV v2 version instead of following the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub version: Option<u64>,
+
+    /// Only these keys of the secret; all keys when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub keys: Option<Vec<String>>,
+}
+
+/// KV secrets engine version.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KvEngine {
+    /// KV version 1 (no versions).
+    V1,
+    /// KV version 2 (versioned, the default `secret/` mount of a dev server).
+    #[default]
+    V2,
+}
+
+/// The Kubernetes Secret that vaultsync writes.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Secret name in the VaultSecret's namespace (default: the VaultSecret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: Option<String>,
+
+    /// Secret type (default `Opaque`). Privileged types cannot be written.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    #[x_kube(validation = Rule::new("!(self in ['kubernetes.io/service-account-token', 'bootstrap.kubernetes.io/token'])").message("privileged Secret types cannot be written"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub type_: Option<String>,
+
+    /// Labels added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Annotations added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Adopt a Secret of that name that exists but was not created by vaultsync. Secrets owned by
+    /// another controller are never adopted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub take_over: bool,
+}
+
+/// When the sources are read again.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Refresh {
+    /// Interval between reads of the sources (Go duration, e.g. `1h`, `15m`; at least `10s`;
+    /// default `1h`). Each object gets a little jitter so thousands do not refresh in lockstep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refresh.interval must be at least 10s"))]
+    pub interval: Option<String>,
+}

@@ -1,0 +1,127 @@
+//! Command line of the `vaultsync` binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::parse_duration;
+use crate::controller::{Backoff, Settings};
+use crate::vault::parse_address;
+
+/// Keeps Kubernetes Secrets in sync with HashiCorp Vault and OpenBao.
+#[derive(Parser, Debug)]
+#[command(name = "vaultsync", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller.
+    Run(Box<RunArgs>),
+    /// Print the VaultSecret CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// Flags of `vaultsync run`. Every flag has an environment variable; none is read implicitly
+/// from `VAULT_*` (so a stray `VAULT_TOKEN` in the operator's environment is never used).
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Default Vault/OpenBao address for VaultSecrets without `spec.vault.address`.
+    #[arg(long, env = "VAULTSYNC_VAULT_ADDRESS")]
+    pub vault_address: Option<String>,
+    /// PEM CA bundle for the default Vault address.
+    #[arg(long, env = "VAULTSYNC_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<PathBuf>,
+    /// File holding the operator's Vault token (mount it from a Secret).
+    #[arg(long, env = "VAULTSYNC_VAULT_TOKEN_FILE", conflicts_with = "vault_token")]
+    pub vault_token_file: Option<PathBuf>,
+    /// The operator's Vault token (prefer --vault-token-file; the value is never printed).
+    #[arg(long, env = "VAULTSYNC_VAULT_TOKEN", hide_env_values = true)]
+    pub vault_token: Option<String>,
+    /// Timeout of one Vault request.
+    #[arg(long, env = "VAULTSYNC_VAULT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub vault_timeout: Duration,
+    /// Retry delay after the first failed sync; doubles on each further failure.
+    #[arg(long, env = "VAULTSYNC_RETRY_BASE", default_value = "2s", value_parser = duration)]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "VAULTSYNC_RETRY_MAX", default_value = "5m", value_parser = duration)]
+    pub retry_max: Duration,
+    /// Most VaultSecrets synced at once.
+    #[arg(long, env = "VAULTSYNC_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
+    /// Namespace the operator runs in.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "vaultsync-system")]
+    pub namespace: String,
+    /// Secret (in --namespace) holding the key of `status.secretHash`; created when missing.
+    #[arg(long, env = "VAULTSYNC_HASH_KEY_SECRET", default_value = "vaultsync-hash-key")]
+    pub hash_key_secret: String,
+    /// Instance name reported on Events.
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl RunArgs {
+    /// Checks every flag and turns them into controller settings.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        let RunArgs {
+            vault_address,
+            vault_ca_file,
+            vault_token_file,
+            vault_token,
+            vault_timeout,
+            retry_base,
+            retry_max,
+            concurrency,
+            namespace,
+            hash_key_secret,
+            instance,
+        } = self;
+        let vault_address = vault_address
+            .as_deref()
+            .map(parse_address)
+            .transpose()
+            .context("--vault-address")?;
+        let vault_ca_pem = match vault_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(&path).with_context(|| format!("--vault-ca-file {}", path.display()))?;
+                Some(Arc::from(pem))
+            }
+            None => None,
+        };
+        let vault_token = match vault_token_file {
+            Some(path) => {
+                let token =
+                    std::fs::read_to_string(&path).with_context(|| format!("--vault-token-file {}", path.display()))?;
+                Some(token.trim().to_owned())
+            }
+            None => vault_token,
+        };
+        anyhow::ensure!(retry_base <= retry_max, "--retry-base must not exceed --retry-max");
+        anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+        Ok(Settings {
+            vault_address,
+            vault_ca_pem,
+            vault_token: vault_token.filter(|t| !t.is_empty()),
+            vault_timeout,
+            backoff: Backoff {
+                base: retry_base,
+                max: retry_max,
+            },
+            concurrency,
+            namespace,
+            hash_key_secret,
+            instance,
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! Which Vault server a VaultSecret talks to, and which identity it uses there.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::Context;
+use super::error::{Error, Result};
+use crate::api::VaultSecret;
+use crate::vault::{Connection, Identity, parse_address};
+
+/// Resolves `spec.vault` against the operator's defaults. The CA Secret is read from the
+/// VaultSecret's own namespace; nothing here can point at another namespace.
+pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
+    let spec = vs.spec.vault.clone().unwrap_or_default();
+    let address = match (&spec.address, &ctx.settings.vault_address) {
+        (Some(address), _) => {
+            parse_address(address).map_err(|e| Error::InvalidSpec(format!("spec.vault.address: {e}")))?
+        }
+        (None, Some(default)) => default.clone(),
+        (None, None) => {
+            return Err(Error::InvalidSpec(
+                "spec.vault.address is not set and the operator has no default (--vault-address)".into(),
+            ));
+        }
+    };
+    let ca_pem = match &spec.ca_secret_ref {
+        Some(r) => Some(read_ca(vs, ctx, &r.name, &r.key).await?),
+        None => ctx.settings.vault_ca_pem.clone(),
+    };
+    Ok(Connection {
+        address,
+        namespace: spec.namespace,
+        ca_pem,
+    })
+}
+
+async fn read_ca(vs: &VaultSecret, ctx: &Context, name: &str, key: &str) -> Result<Arc<[u8]>> {
+    let ns = vs.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api.get_opt(name).await.map_err(Error::kube("read CA Secret"))?;
+    let secret =
+        secret.ok_or_else(|| Error::CaSecret(format!("CA Secret {name} (spec.vault.caSecretRef) not found")))?;
+    let bytes = secret.data.as_ref().and_then(|d| d.get(key));
+    let bytes = bytes.ok_or_else(|| Error::CaSecret(format!("CA Secret {name} has no key {key:?}")))?;
+    Ok(bytes.0.as_slice().into())
+}
+
+/// The identity `vs` logs in as. Until per-namespace auth lands, that is the operator's token.
+pub fn identity(_vs: &VaultSecret, ctx: &Context) -> Result<Identity> {
+    if ctx.vault.has_operator_token() {
+        Ok(Identity::OperatorToken)
+    } else {
+        Err(Error::NoIdentity(
+            "no Vault identity: the operator was started without a Vault token (--vault-token-file or VAULTSYNC_VAULT_TOKEN)".into(),
+        ))
+    }
+}

@@ -1,0 +1,70 @@
+//! Errors of one sync, each with a static reason for conditions, Events and metrics.
+
+use crate::vault;
+
+/// Result of a sync step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a VaultSecret could not be synced.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is valid for the schema but cannot be acted on.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// No Vault identity is available for this VaultSecret.
+    #[error("{0}")]
+    NoIdentity(String),
+    /// The CA Secret named in `spec.vault.caSecretRef` is missing or lacks the key.
+    #[error("{0}")]
+    CaSecret(String),
+    /// A Vault request failed.
+    #[error(transparent)]
+    Vault(#[from] vault::Error),
+    /// A key listed in a source's `keys` is absent from the secret.
+    #[error("key {key:?} not found in source {source_name}")]
+    KeyNotFound { source_name: String, key: String },
+    /// The merged data has keys a Secret cannot hold.
+    #[error("{0}")]
+    InvalidKey(String),
+    /// The destination Secret exists and belongs to someone else.
+    #[error("{0}")]
+    SecretNotOwned(String),
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API error during {action}: {source}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Static reason, used for condition reasons, Event reasons and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::NoIdentity(_) => "NoVaultIdentity",
+            Error::CaSecret(_) => "CASecretInvalid",
+            Error::Vault(e) => e.reason(),
+            Error::KeyNotFound { .. } => "KeyNotFound",
+            Error::InvalidKey(_) => "InvalidKey",
+            Error::SecretNotOwned(_) => "SecretNotOwned",
+            Error::Kube { .. } => "KubernetesError",
+        }
+    }
+
+    /// Whether only a change (of the spec, or of something it refers to) can fix this, so
+    /// retrying on a short backoff would only add load.
+    pub fn needs_change(&self) -> bool {
+        match self {
+            Error::InvalidSpec(_) | Error::InvalidKey(_) | Error::NoIdentity(_) => true,
+            Error::Vault(e) => !e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Wraps a kube error with the action that failed.
+    pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Kube { action, source }
+    }
+}

@@ -1,0 +1,193 @@
+//! The VaultSecret controller: watches VaultSecrets and the Secrets they own, and syncs.
+
+mod connection;
+mod error;
+mod reconcile;
+mod schedule;
+mod secret;
+mod sources;
+mod status;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use url::Url;
+
+pub use error::{Error, Result};
+pub use reconcile::DEFAULT_REFRESH;
+pub use schedule::Backoff;
+
+use crate::api::VaultSecret;
+use crate::hash::HashKey;
+use crate::{MANAGED_BY_LABEL, MANAGER, vault};
+
+/// Operator-wide settings, built from the command line by `vaultsync run`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Vault address used when `spec.vault.address` is absent.
+    pub vault_address: Option<Url>,
+    /// PEM CA bundle used when `spec.vault.caSecretRef` is absent.
+    pub vault_ca_pem: Option<Arc<[u8]>>,
+    /// The operator's own Vault token (development and single-tenant setups).
+    pub vault_token: Option<String>,
+    /// Timeout of one Vault request.
+    pub vault_timeout: Duration,
+    /// Retry backoff after a failed sync.
+    pub backoff: Backoff,
+    /// Most reconciles running at once.
+    pub concurrency: u16,
+    /// Namespace the operator runs in (holds the hash-key Secret).
+    pub namespace: String,
+    /// Name of the Secret holding the key for `status.secretHash`.
+    pub hash_key_secret: String,
+    /// Name reported on Events (e.g. the pod name).
+    pub instance: Option<String>,
+}
+
+/// Shared state of the controller, built once.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Events on VaultSecrets.
+    pub recorder: Recorder,
+    /// Authenticated Vault clients, one per (connection, identity).
+    pub vault: vault::Clients,
+    /// Operator-wide settings.
+    pub settings: Settings,
+    /// Key of `status.secretHash`.
+    pub hash_key: HashKey,
+    /// Metadata (never data) of the Secrets vaultsync manages.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// When each VaultSecret is due, and what it last saw. Small and in memory only.
+    state: Mutex<HashMap<ObjectRef<VaultSecret>, SyncState>>,
+}
+
+/// What the controller remembers about one VaultSecret between reconciles.
+#[derive(Clone, Debug)]
+struct SyncState {
+    /// `metadata.generation` of the last sync.
+    generation: Option<i64>,
+    /// resourceVersion of the Secret as last written or read.
+    secret_version: Option<String>,
+    /// When the next sync is due (refresh deadline or retry).
+    next_sync: Instant,
+    /// Consecutive failed syncs.
+    failures: u32,
+}
+
+impl Context {
+    /// `None` when a sync is due now, else how long until it is.
+    fn not_due(&self, key: &ObjectRef<VaultSecret>, vs: &VaultSecret, now: Instant) -> Option<Duration> {
+        let state = self.lock().get(key)?.clone();
+        if state.generation != vs.metadata.generation || now >= state.next_sync {
+            return None;
+        }
+        let dest = ObjectRef::new(&secret::destination_name(vs)).within(&vs.namespace().unwrap_or_default());
+        let seen = self.secrets.get(&dest).and_then(|m| m.resource_version());
+        if state.secret_version.is_some() && seen != state.secret_version {
+            return None;
+        }
+        Some(state.next_sync - now)
+    }
+
+    fn record(&self, key: ObjectRef<VaultSecret>, state: SyncState) {
+        self.lock().insert(key, state);
+    }
+
+    fn failures(&self, key: &ObjectRef<VaultSecret>) -> u32 {
+        self.lock().get(key).map_or(0, |s| s.failures)
+    }
+
+    fn secret_version(&self, key: &ObjectRef<VaultSecret>) -> Option<String> {
+        self.lock().get(key).and_then(|s| s.secret_version.clone())
+    }
+
+    /// Drops the state of VaultSecrets that no longer exist.
+    fn forget_missing(&self, store: &Store<VaultSecret>) {
+        self.lock().retain(|key, _| store.get(key).is_some());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<VaultSecret>, SyncState>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let vs_api: Api<VaultSecret> = Api::all(client.clone());
+    vs_api.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!("cannot list VaultSecrets ({e}); is the CRD installed? (`vaultsync crd | kubectl apply -f -`)")
+    })?;
+    let hash_key = HashKey::load_or_create(client.clone(), &settings.namespace, &settings.hash_key_secret)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load or create hash key Secret {}/{}: {e}",
+                settings.namespace,
+                settings.hash_key_secret
+            )
+        })?;
+
+    let (secrets, writer) = reflector::store();
+    let owned = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: settings.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        vault: vault::Clients::new(settings.vault_token.clone(), settings.vault_timeout),
+        client,
+        hash_key,
+        secrets,
+        state: Mutex::new(HashMap::new()),
+        settings,
+    });
+
+    let controller = Controller::new(vs_api, watcher::Config::default().any_semantic())
+        .owns_stream(owned)
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
+        .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let janitor_ctx = ctx.clone();
+    let janitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            janitor_ctx.forget_missing(&store);
+        }
+    });
+    tracing::info!("vaultsync controller started");
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    janitor.abort();
+    tracing::info!("vaultsync controller stopped");
+    Ok(())
+}

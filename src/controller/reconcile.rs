@@ -1,0 +1,220 @@
+//! One reconcile: decide whether a sync is due, sync, report, and schedule the next one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::error::{Error, Result};
+use super::secret::{self, Ownership};
+use super::{Context, SyncState, connection, schedule, sources, status};
+use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
+
+/// Default `spec.refresh.interval`.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
+/// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
+pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let key = ObjectRef::from_obj(&*vs);
+    let now = Instant::now();
+    if let Some(wait) = ctx.not_due(&key, &vs, now) {
+        return Ok(Action::requeue(wait));
+    }
+    let interval = match refresh_interval(&vs) {
+        Ok(interval) => interval,
+        Err(e) => return report_failure(&vs, &ctx, key, e).await,
+    };
+    match sync(&vs, &ctx).await {
+        Ok(secret_version) => {
+            let delay = schedule::refresh_delay(interval, &mut rand::rng());
+            ctx.record(
+                key,
+                SyncState {
+                    generation: vs.metadata.generation,
+                    secret_version,
+                    next_sync: now + delay,
+                    failures: 0,
+                },
+            );
+            Ok(Action::requeue(delay))
+        }
+        Err(e) => report_failure(&vs, &ctx, key, e).await,
+    }
+}
+
+/// Called when [`reconcile`] itself fails (the failure could not even be reported).
+pub fn error_policy(vs: Arc<VaultSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = vs.namespace().unwrap_or_default(), name = vs.name_any(), reason = err.reason(), error = %err, "reconcile failed");
+    let failures = ctx.failures(&ObjectRef::from_obj(&*vs)) + 1;
+    Action::requeue(ctx.settings.backoff.delay(failures, &mut rand::rng()))
+}
+
+fn refresh_interval(vs: &VaultSecret) -> Result<Duration> {
+    match &vs.spec.refresh.interval {
+        None => Ok(DEFAULT_REFRESH),
+        Some(text) => {
+            let interval =
+                parse_duration(text).map_err(|e| Error::InvalidSpec(format!("spec.refresh.interval: {e}")))?;
+            if interval < Duration::from_secs(10) {
+                return Err(Error::InvalidSpec("spec.refresh.interval must be at least 10s".into()));
+            }
+            Ok(interval)
+        }
+    }
+}
+
+/// Reads the sources and makes the Secret match. Returns the Secret's resourceVersion.
+async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
+    let ns = vs.namespace().unwrap_or_default();
+    let conn = connection::resolve(vs, ctx).await?;
+    let identity = connection::identity(vs, ctx)?;
+    let client = ctx.vault.get(&conn, &identity)?;
+    let merged = sources::read_all(&client, &vs.spec.sources).await?;
+    let desired = secret::desired(vs, merged.data, &ctx.hash_key)?;
+    let name = desired.secret.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+
+    let mut adopted = false;
+    if let Some(existing) = &existing {
+        match secret::ownership(existing, vs) {
+            Ownership::Ours => {}
+            Ownership::Unowned if vs.spec.destination.take_over => adopted = true,
+            Ownership::Unowned => {
+                return Err(Error::SecretNotOwned(format!(
+                    "Secret {name} already exists and was not created by this VaultSecret; it is left untouched (set spec.destination.takeOver: true to adopt it)"
+                )));
+            }
+            Ownership::Foreign(owner) => {
+                return Err(Error::SecretNotOwned(format!(
+                    "Secret {name} already exists and is controlled by {owner}; it is left untouched"
+                )));
+            }
+        }
+    }
+    let unchanged = existing.as_ref().is_some_and(|e| secret::up_to_date(e, &desired));
+    let secret_version = if unchanged {
+        existing.and_then(|e| e.resource_version())
+    } else {
+        let written = secret::write(&api, existing.as_ref(), &desired).await?;
+        let (reason, note) = match adopted {
+            true => (
+                "SecretAdopted",
+                format!("Adopted existing Secret {name} (spec.destination.takeOver)"),
+            ),
+            false => ("SecretWritten", format!("Wrote Secret {name}")),
+        };
+        ctx.publish(vs, EventType::Normal, reason, note).await;
+        written.resource_version()
+    };
+    remove_renamed_secret(vs, &api, &name).await?;
+
+    let previous = vs.status.clone().unwrap_or_default();
+    let mut message = format!("Secret {name} is in sync with {} source(s)", merged.sources.len());
+    if !merged.overridden.is_empty() {
+        message.push_str(&format!("; duplicate keys: {}", merged.overridden.join(", ")));
+    }
+    let last_sync_time = match (unchanged, previous.last_sync_time.clone()) {
+        (true, Some(t)) => Some(t),
+        _ => Some(Time(jiff::Timestamp::now())),
+    };
+    let new = VaultSecretStatus {
+        observed_generation: vs.metadata.generation,
+        conditions: previous.conditions.clone(),
+        last_sync_time,
+        secret_name: Some(name),
+        secret_hash: Some(desired.data_hash),
+        sources: merged.sources,
+    };
+    let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
+    status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
+    Ok(secret_version)
+}
+
+/// When `spec.destination.name` changed, deletes the Secret written under the old name (only if
+/// this VaultSecret controls it).
+async fn remove_renamed_secret(vs: &VaultSecret, api: &Api<Secret>, name: &str) -> Result<()> {
+    let Some(old) = vs.status.as_ref().and_then(|s| s.secret_name.as_deref()) else {
+        return Ok(());
+    };
+    if old == name {
+        return Ok(());
+    }
+    let Some(old_secret) = api.get_opt(old).await.map_err(Error::kube("read previous Secret"))? else {
+        return Ok(());
+    };
+    if secret::ownership(&old_secret, vs) == Ownership::Ours {
+        api.delete(old, &DeleteParams::default())
+            .await
+            .map_err(Error::kube("delete previous Secret"))?;
+    }
+    Ok(())
+}
+
+/// Sets Ready=False with the error's reason, emits a Warning Event when the reason is new, and
+/// schedules a retry. The Secret is never touched here: the last good content stays.
+async fn report_failure(vs: &VaultSecret, ctx: &Context, key: ObjectRef<VaultSecret>, err: Error) -> Result<Action> {
+    let previous = vs.status.clone().unwrap_or_default();
+    let had_reason = previous.ready().map(|c| (c.status.clone(), c.reason.clone()));
+    let mut message = err.to_string();
+    if previous.secret_hash.is_some() {
+        message.push_str("; the Secret keeps its last synced content");
+    }
+    tracing::info!(
+        namespace = vs.namespace().unwrap_or_default(),
+        name = vs.name_any(),
+        reason = err.reason(),
+        "sync failed: {message}"
+    );
+    let mut new = previous.clone();
+    new.observed_generation = vs.metadata.generation;
+    let new = status::with_condition(new, status::ready(vs, false, err.reason(), message.clone()));
+    let wrote = status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
+    if wrote && had_reason != Some(("False".into(), err.reason().into())) {
+        ctx.publish(vs, EventType::Warning, err.reason(), message).await;
+    }
+    let failures = ctx.failures(&key) + 1;
+    let delay = if err.needs_change() {
+        ctx.settings.backoff.max
+    } else {
+        ctx.settings.backoff.delay(failures, &mut rand::rng())
+    };
+    let secret_version = ctx.secret_version(&key);
+    ctx.record(
+        key,
+        SyncState {
+            generation: vs.metadata.generation,
+            secret_version,
+            next_sync: Instant::now() + delay,
+            failures,
+        },
+    );
+    Ok(Action::requeue(delay))
+}
+
+impl Context {
+    fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
+        Api::namespaced(self.client.clone(), &vs.namespace().unwrap_or_default())
+    }
+
+    /// Publishes an Event about `vs`; a failure to publish is logged, never fatal.
+    async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &vs.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish event");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Building the status and writing it only when it changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use super::error::{Error, Result};
+use crate::MANAGER;
+use crate::api::{READY, VaultSecret, VaultSecretStatus};
+
+/// The `Ready` condition for `vs`, keeping the previous transition time when the status is the same.
+pub fn ready(vs: &VaultSecret, ok: bool, reason: &str, message: String) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let previous = vs.status.as_ref().and_then(|s| s.ready());
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(jiff::Timestamp::now()),
+    };
+    Condition {
+        type_: READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: vs.metadata.generation,
+        last_transition_time,
+    }
+}
+
+/// `status` with `condition` replacing the condition of the same type.
+pub fn with_condition(mut status: VaultSecretStatus, condition: Condition) -> VaultSecretStatus {
+    status.conditions.retain(|c| c.type_ != condition.type_);
+    status.conditions.push(condition);
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    status
+}
+
+/// Writes `status` with server-side apply unless it equals the current one. Returns whether it wrote.
+pub async fn write_if_changed(api: &Api<VaultSecret>, vs: &VaultSecret, status: VaultSecretStatus) -> Result<bool> {
+    if vs.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let body = json!({
+        "apiVersion": "vaultsync.dev/v1alpha1",
+        "kind": "VaultSecret",
+        "status": status,
+    });
+    api.patch_status(
+        &vs.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::kube("write status"))?;
+    Ok(true)
+}

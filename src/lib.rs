@@ -1,0 +1,16 @@
+//! vaultsync: a Kubernetes operator that keeps Secrets in sync with HashiCorp Vault and OpenBao.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod hash;
+pub mod vault;
+
+/// Field manager for every write, and the value of [`MANAGED_BY_LABEL`].
+pub const MANAGER: &str = "vaultsync";
+
+/// Label that marks Secrets written by vaultsync (the controller watches only those).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// Annotation on a written Secret: keyed hash of everything vaultsync applied to it.
+pub const APPLIED_HASH_ANNOTATION: &str = "vaultsync.dev/applied-hash";

@@ -1,0 +1,94 @@
+//! Building vaultrs clients with every setting explicit.
+//!
+//! vaultrs's settings builder reads `VAULT_*` from the process environment and panics on a bad
+//! address; the operator must do neither, so the client is assembled field by field here.
+
+use std::time::Duration;
+
+use url::Url;
+use vaultrs::api::EndpointMiddleware;
+use vaultrs::client::{VaultClient, VaultClientSettings};
+
+use super::{Connection, Error, Result};
+
+/// Parses and checks a Vault address: `http` or `https`, a host, no query or fragment.
+pub fn parse_address(address: &str) -> Result<Url> {
+    let url = Url::parse(address).map_err(|e| Error::Config(format!("address {address:?} is not a URL: {e}")))?;
+    let scheme_ok = matches!(url.scheme(), "http" | "https");
+    if !scheme_ok || url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "address {address:?} must be http(s)://host[:port][/path]"
+        )));
+    }
+    Ok(url)
+}
+
+/// A vaultrs client for `conn`, authenticated with `token`.
+pub fn build(conn: &Connection, token: &str, timeout: Duration) -> Result<VaultClient> {
+    let mut http = reqwest::ClientBuilder::new().timeout(timeout).connect_timeout(timeout);
+    if conn.address.scheme() == "http" {
+        // Plain HTTP needs no roots; loading the platform's would only slow start-up.
+        http = http.tls_certs_only(Vec::new());
+    } else if let Some(pem) = &conn.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| Error::Config("the CA bundle is not valid PEM".into()))?;
+        if certs.is_empty() {
+            return Err(Error::Config("the CA bundle holds no certificate".into()));
+        }
+        http = http.tls_certs_only(certs);
+    }
+    let http = http
+        .build()
+        .map_err(|_| Error::Config("the HTTP client could not be built".into()))?;
+    let settings = VaultClientSettings {
+        address: conn.address.clone(),
+        ca_certs: Vec::new(),
+        identity: None,
+        timeout: Some(timeout),
+        token: token.to_owned(),
+        verify: true,
+        version: 1,
+        wrapping: false,
+        namespace: conn.namespace.clone(),
+        proxy: None,
+    };
+    let middle = EndpointMiddleware {
+        token: token.to_owned(),
+        version: "v1".into(),
+        wrap: None,
+        namespace: conn.namespace.clone(),
+    };
+    let base = conn.address.as_str().trim_end_matches('/');
+    Ok(VaultClient {
+        http: rustify::clients::reqwest::Client::new(base, http),
+        middle,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_before_use() {
+        assert!(parse_address("https://vault.example:8200").is_ok());
+        assert!(parse_address("http://127.0.0.1:8200/").is_ok());
+        for bad in ["vault:8200", "ftp://vault", "https://", "https://v?x=1", "not a url"] {
+            assert!(parse_address(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_ca_bundle_without_certificates_is_refused() {
+        let conn = Connection {
+            address: parse_address("https://vault.example:8200").unwrap(),
+            namespace: None,
+            ca_pem: Some(b"not pem".to_vec().into()),
+        };
+        assert!(matches!(
+            build(&conn, "t", Duration::from_secs(1)),
+            Err(Error::Config(_))
+        ));
+    }
+}

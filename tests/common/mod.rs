@@ -1,0 +1,162 @@
+//! Shared end-to-end harness: one local environment and one in-process operator per test binary,
+//! and a fresh namespace per test.
+
+#![allow(dead_code, unused_imports)]
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod logs;
+mod operator;
+mod vault;
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Resource};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::Value;
+use vaultsync::api::VaultSecret;
+
+pub use logs::captured_logs;
+pub use operator::{Operator, operator};
+pub use vault::Bao;
+
+/// Generous bound for anything event-driven: the machine is shared and slow under load.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// One test's view: a client on the test's own runtime and a namespace of its own.
+pub struct TestNs {
+    pub client: Client,
+    pub ns: String,
+    pub op: &'static Operator,
+}
+
+impl TestNs {
+    /// Starts (once) the environment and operator, and creates namespace `<prefix>-<random>`.
+    pub async fn new(prefix: &str) -> TestNs {
+        let op = operator();
+        let client = op.client().await;
+        let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase();
+        let ns = format!("{prefix}-{suffix}");
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create test namespace");
+        TestNs { client, ns, op }
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn vaultsecrets(&self) -> Api<VaultSecret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a VaultSecret from raw JSON (so invalid manifests can be sent as they are).
+    pub async fn create_vs(&self, name: &str, spec: Value) -> Result<DynamicObject, kube::Error> {
+        let gvk = GroupVersionKind::gvk(
+            VaultSecret::group(&()).as_ref(),
+            VaultSecret::version(&()).as_ref(),
+            VaultSecret::kind(&()).as_ref(),
+        );
+        let ar = ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+        let mut obj = DynamicObject::new(name, &ar).within(&self.ns);
+        obj.data = serde_json::json!({ "spec": spec });
+        api.create(&PostParams::default(), &obj).await
+    }
+
+    /// Waits (watch-based, bounded by [`EVENTUALLY`]) until the Secret satisfies `cond`.
+    pub async fn wait_secret(&self, name: &str, what: &str, cond: impl Condition<Secret>) -> Secret {
+        within(what, await_condition(self.secrets(), name, cond))
+            .await
+            .expect("watch Secret")
+            .expect("Secret exists")
+    }
+
+    /// Waits until the VaultSecret satisfies `cond`.
+    pub async fn wait_vs(&self, name: &str, what: &str, cond: impl Condition<VaultSecret>) -> VaultSecret {
+        within(what, await_condition(self.vaultsecrets(), name, cond))
+            .await
+            .expect("watch VaultSecret")
+            .expect("VaultSecret exists")
+    }
+
+    /// Waits until the VaultSecret's Ready condition has `status` and `reason`.
+    pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> VaultSecret {
+        let (s, r) = (status.to_owned(), reason.to_owned());
+        self.wait_vs(
+            name,
+            &format!("{name} Ready={status} {reason}"),
+            move |vs: Option<&VaultSecret>| {
+                vs.and_then(|vs| vs.status.as_ref()?.ready().cloned())
+                    .is_some_and(|c| c.status == s && c.reason == r)
+            },
+        )
+        .await
+    }
+
+    /// `kubectl` in this namespace; returns stdout, panics with stderr on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self
+            .op
+            .env
+            .kubectl()
+            .arg("-n")
+            .arg(&self.ns)
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A unique KV path for this test.
+    pub fn path(&self, leaf: &str) -> String {
+        format!("{}/{leaf}", self.ns)
+    }
+}
+
+/// Awaits `fut` for at most [`EVENTUALLY`], panicking with `what` on timeout.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    within_for(EVENTUALLY, what, fut).await
+}
+
+/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
+pub async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?} waiting for: {what}"),
+    }
+}
+
+/// A Secret's value for `key` as text.
+pub fn value(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+/// Condition: the Secret exists and `key` holds `want`.
+pub fn has_value(key: &'static str, want: &str) -> impl Condition<Secret> {
+    let want = want.to_owned();
+    move |s: Option<&Secret>| s.is_some_and(|s| value(s, key).as_deref() == Some(want.as_str()))
+}

@@ -1,0 +1,103 @@
+//! The environment plus one operator, running on a runtime of its own for the whole test binary.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use vaultsync::controller::{Backoff, Settings};
+use xtask::Env;
+
+use super::Bao;
+
+/// The shared environment, OpenBao helper and running operator.
+pub struct Operator {
+    pub env: &'static Env,
+    pub bao: Bao,
+}
+
+static OPERATOR: OnceLock<Operator> = OnceLock::new();
+
+/// Namespace the operator runs in (holds its hash-key Secret).
+pub const OPERATOR_NS: &str = "vaultsync-system";
+
+/// Starts the environment, installs the CRD as users do (`kubectl apply -f crds/`), and starts the
+/// operator once per test binary.
+pub fn operator() -> &'static Operator {
+    OPERATOR.get_or_init(|| {
+        super::logs::install();
+        let env = Env::shared();
+        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml");
+        let kubectl = |args: &[&str]| {
+            let out = env.kubectl().args(args).output().expect("run kubectl");
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        kubectl(&["apply", "-f", crd]);
+        kubectl(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/vaultsecrets.vaultsync.dev",
+        ]);
+        let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NS}\n");
+        let mut apply = env
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        std::io::Write::write_all(apply.stdin.as_mut().expect("stdin"), ns.as_bytes()).expect("write namespace");
+        assert!(apply.wait().expect("kubectl").success(), "create operator namespace");
+
+        let settings = Settings {
+            vault_address: Some(vaultsync::vault::parse_address(&env.vault_addr).expect("vault address")),
+            vault_ca_pem: None,
+            vault_token: Some(env.vault_token.clone()),
+            vault_timeout: Duration::from_secs(5),
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(4),
+            },
+            concurrency: 16,
+            namespace: OPERATOR_NS.into(),
+            hash_key_secret: "vaultsync-hash-key".into(),
+            instance: Some("e2e".into()),
+        };
+        let kubeconfig = env.kubeconfig.clone();
+        std::thread::Builder::new()
+            .name("vaultsync-operator".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Runtime::new().expect("operator runtime");
+                rt.block_on(async move {
+                    let client = client_for(&kubeconfig).await;
+                    if let Err(e) = vaultsync::controller::run(client, settings, std::future::pending()).await {
+                        panic!("operator stopped: {e:#}");
+                    }
+                });
+            })
+            .expect("spawn operator thread");
+        Operator {
+            env,
+            bao: Bao::new(env),
+        }
+    })
+}
+
+impl Operator {
+    /// An admin client for the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        client_for(&self.env.kubeconfig).await
+    }
+}
+
+async fn client_for(kubeconfig: &std::path::Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("kube client")
+}

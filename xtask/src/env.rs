@@ -1,0 +1,240 @@
+//! The environment: control plane plus OpenBao, started, attached to and stopped as a unit.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::binaries::Binaries;
+use crate::certs::Pki;
+use crate::kube::{self, APISERVER};
+use crate::openbao::{self, Keys, OPENBAO};
+use crate::process::Proc;
+use crate::startup::{STOP_ORDER, prepare_dir, start_all, test_dir};
+use crate::state::{State, write_env_sh};
+
+/// Where and how to start an environment.
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    /// Directory for data, certificates, logs (`logs/NAME.log`) and pid files (`pids/NAME.pid`).
+    pub dir: PathBuf,
+    /// `true`: the processes outlive this process (`cargo xtask env up`), stop them with
+    /// [`down_dir`]. `false`: they are killed when this process exits, however it exits.
+    pub detached: bool,
+}
+
+/// A running environment: etcd, kube-apiserver, kube-controller-manager and OpenBao on loopback.
+///
+/// Dropping an `Env` stops nothing: call [`Env::down`] (or [`down_dir`] for a detached one).
+/// Processes of an attached environment die with this process in any case.
+#[derive(Debug)]
+pub struct Env {
+    /// The environment directory.
+    pub dir: PathBuf,
+    /// Admin kubeconfig (client certificate in `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// OpenBao address, `http://127.0.0.1:PORT`.
+    pub vault_addr: String,
+    /// OpenBao root token.
+    pub vault_token: String,
+    /// Directories holding `kubectl` and `bao`, to prepend to `PATH`.
+    pub bin_path: Vec<PathBuf>,
+    state: State,
+    /// Processes this value spawned (so they can be reaped); others are found by pid file.
+    procs: Mutex<HashMap<&'static str, Proc>>,
+}
+
+impl Env {
+    /// Builds or installs the binaries into the cache (once; later calls return at once).
+    pub fn ensure_binaries() -> Result<Binaries> {
+        Binaries::ensure()
+    }
+
+    /// Starts an environment in `opts.dir` and returns once the API server is ready, the
+    /// `default` ServiceAccount exists in namespace `default`, and OpenBao is unsealed with
+    /// KV v2 at `secret/` and KV v1 at `kv1/`. Any previous data in the directory is discarded.
+    pub fn up(opts: EnvOptions) -> Result<Env> {
+        let EnvOptions { dir, detached } = opts;
+        let binaries = Env::ensure_binaries()?;
+        let started = Instant::now();
+        prepare_dir(&dir)?;
+        let dir = dir.canonicalize()?;
+        let env = start_all(&dir, &binaries, detached).and_then(|(state, procs)| {
+            let env = Env::new(&dir, state, procs)?;
+            env.state.save(&dir)?;
+            write_env_sh(&dir, &env.shell_vars(), &env.bin_path)?;
+            Ok(env)
+        });
+        match env {
+            Ok(env) => {
+                eprintln!("environment ready in {:.1?} ({})", started.elapsed(), dir.display());
+                Ok(env)
+            }
+            Err(err) => {
+                if let Err(cleanup) = down_dir(&dir) {
+                    eprintln!("cleaning up after a failed start: {cleanup:#}");
+                }
+                Err(err.context(format!("starting the environment in {}", dir.display())))
+            }
+        }
+    }
+
+    /// Attaches to an environment started by `cargo xtask env up` in `dir`.
+    pub fn load(dir: &Path) -> Result<Env> {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("no environment in {}", dir.display()))?;
+        if Proc::from_pid_file(&dir, APISERVER)?.is_none() {
+            bail!(
+                "the environment in {} is not running; start it with `cargo xtask env up`",
+                dir.display()
+            );
+        }
+        Env::new(&dir, State::load(&dir)?, HashMap::new())
+    }
+
+    /// The environment shared by all tests of one test binary, started on first use.
+    ///
+    /// With `VAULTSYNC_ENV_DIR` set, attaches to the environment there (see `cargo xtask env up`);
+    /// otherwise starts one in a temporary directory whose processes die with the test process.
+    ///
+    /// # Panics
+    /// When the environment cannot be started or attached to (this is a test helper).
+    #[allow(clippy::panic)]
+    pub fn shared() -> &'static Env {
+        static SHARED: OnceLock<Result<Env, String>> = OnceLock::new();
+        let env = SHARED.get_or_init(|| {
+            let result = match std::env::var_os("VAULTSYNC_ENV_DIR").filter(|d| !d.is_empty()) {
+                Some(dir) => Env::load(Path::new(&dir)),
+                None => Env::up(EnvOptions {
+                    dir: test_dir(),
+                    detached: false,
+                }),
+            };
+            result.map_err(|err| format!("{err:#}"))
+        });
+        match env {
+            Ok(env) => env,
+            Err(err) => panic!("the vaultsync test environment is unavailable: {err}"),
+        }
+    }
+
+    /// Stops the OpenBao server and waits for it to exit. Its data stays on disk.
+    pub fn stop_openbao(&self) -> Result<()> {
+        self.stop(OPENBAO)
+    }
+
+    /// Starts OpenBao again on the same port with the same data, unseals it and waits until it is
+    /// ready.
+    pub fn start_openbao(&self) -> Result<()> {
+        let mut procs = self.procs()?;
+        if procs.contains_key(OPENBAO) || Proc::from_pid_file(&self.dir, OPENBAO)?.is_some() {
+            bail!("OpenBao is already running");
+        }
+        let keys = Keys::load(&self.dir)?;
+        let State {
+            openbao_port, detached, ..
+        } = self.state;
+        let mut proc = openbao::start(&self.dir, &self.state.binaries, openbao_port, detached)?;
+        if let Err(err) = openbao::unseal(&mut proc, openbao_port, &keys) {
+            let _ = proc.stop(&self.dir);
+            return Err(err);
+        }
+        procs.insert(OPENBAO, proc);
+        Ok(())
+    }
+
+    /// A `kubectl` command with `KUBECONFIG` set to the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        kube::kubectl(&self.state.binaries, &self.kubeconfig)
+    }
+
+    /// A `bao` command with `BAO_ADDR`/`BAO_TOKEN` and `VAULT_ADDR`/`VAULT_TOKEN` set.
+    pub fn bao(&self) -> Command {
+        let mut cmd = Command::new(&self.state.binaries.bao);
+        for (name, value) in self.vault_vars() {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// The API server URL, `https://127.0.0.1:PORT`.
+    pub fn api_server_url(&self) -> String {
+        self.state.api_server_url.clone()
+    }
+
+    /// The PEM of the CA that signed the API server's serving certificate.
+    pub fn ca_pem(&self) -> String {
+        // Written before the API server started and never removed while it runs.
+        fs::read_to_string(Pki::at(&self.dir).ca_cert()).unwrap_or_default()
+    }
+
+    /// Stops every process of the environment and waits for them to exit.
+    pub fn down(self) -> Result<()> {
+        let mut first_error = None;
+        for name in STOP_ORDER {
+            if let Err(err) = self.stop(name) {
+                eprintln!("stopping {name}: {err:#}");
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn new(dir: &Path, state: State, procs: HashMap<&'static str, Proc>) -> Result<Env> {
+        Ok(Env {
+            dir: dir.to_path_buf(),
+            kubeconfig: kube::kubeconfig_path(dir),
+            vault_addr: format!("http://127.0.0.1:{}", state.openbao_port),
+            vault_token: Keys::load(dir)?.root_token,
+            bin_path: state.binaries.bin_path(),
+            state,
+            procs: Mutex::new(procs),
+        })
+    }
+
+    fn procs(&self) -> Result<MutexGuard<'_, HashMap<&'static str, Proc>>> {
+        self.procs.lock().map_err(|_| anyhow!("environment lock poisoned"))
+    }
+
+    /// Stops `name`, whether this value spawned it or it is only known by its pid file.
+    fn stop(&self, name: &'static str) -> Result<()> {
+        let mut procs = self.procs()?;
+        match procs.remove(name) {
+            Some(proc) => proc.stop(&self.dir),
+            None => Proc::stop_recorded(&self.dir, name),
+        }
+    }
+
+    fn vault_vars(&self) -> [(&'static str, &str); 4] {
+        [
+            ("BAO_ADDR", &self.vault_addr),
+            ("BAO_TOKEN", &self.vault_token),
+            ("VAULT_ADDR", &self.vault_addr),
+            ("VAULT_TOKEN", &self.vault_token),
+        ]
+    }
+
+    /// Variables for `env.sh`.
+    fn shell_vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = vec![("KUBECONFIG", self.kubeconfig.display().to_string())];
+        vars.extend(self.vault_vars().map(|(name, value)| (name, value.to_owned())));
+        vars
+    }
+}
+
+/// Stops an environment started detached in `dir` (processes found through `DIR/pids`).
+pub fn down_dir(dir: &Path) -> Result<()> {
+    let mut first_error = None;
+    for name in STOP_ORDER {
+        if let Err(err) = Proc::stop_recorded(dir, name) {
+            eprintln!("stopping {name}: {err:#}");
+            first_error.get_or_insert(err);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

@@ -1,0 +1,148 @@
+//! `cargo xtask`: developer tasks for vaultsync.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xtask::{Env, EnvOptions};
+
+/// Developer tasks for vaultsync.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build or install etcd, kube-apiserver, kube-controller-manager, kubectl and bao into the cache.
+    Install,
+    /// Manage a local environment (control plane + OpenBao) that outlives this command.
+    #[command(subcommand)]
+    Env(EnvTask),
+    /// Show a VaultSecret syncing an OpenBao KV secret into a Secret on a local environment.
+    Demo(DemoArgs),
+    /// Install the components if needed, then run every test (`cargo test --workspace`).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `-- --test-threads=1`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Environment directory [default: target/vaultsync-demo in the workspace].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EnvTask {
+    /// Start the environment and write DIR/env.sh.
+    Up(DirArg),
+    /// Stop the environment started in DIR.
+    Down(DirArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct DirArg {
+    /// Environment directory [default: target/vaultsync-env in the workspace].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn dir(self) -> PathBuf {
+        self.dir
+            .unwrap_or_else(|| xtask::workspace_root().join("target/vaultsync-env"))
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Task::Install => install(),
+        Task::Env(EnvTask::Up(dir)) => env_up(&dir.dir()),
+        Task::Env(EnvTask::Down(dir)) => env_down(&dir.dir()),
+        Task::Demo(args) => {
+            let dir = args
+                .dir
+                .unwrap_or_else(|| xtask::workspace_root().join("target/vaultsync-demo"));
+            xtask::demo::run(&dir)
+        }
+        Task::Test { args } => test(&args),
+    }
+}
+
+/// Installs first, with progress on the terminal (inside `cargo test` the output is captured),
+/// then runs the whole test suite.
+fn test(args: &[String]) -> Result<()> {
+    install()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(xtask::workspace_root())
+        .args(["test", "--workspace"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo test failed ({status})");
+    Ok(())
+}
+
+fn install() -> Result<()> {
+    let bins = Env::ensure_binaries()?;
+    for path in [
+        &bins.etcd,
+        &bins.kube_apiserver,
+        &bins.kube_controller_manager,
+        &bins.kubectl,
+        &bins.bao,
+    ] {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn env_up(dir: &Path) -> Result<()> {
+    let env = Env::up(EnvOptions {
+        dir: dir.to_path_buf(),
+        detached: true,
+    })?;
+    println!("API server: {}", env.api_server_url());
+    println!("OpenBao:    {}", env.vault_addr);
+    println!("logs:       {}", env.dir.join("logs").display());
+    println!();
+    println!("use it from a shell:  source {}", env.dir.join("env.sh").display());
+    println!(
+        "use it from tests:    VAULTSYNC_ENV_DIR={} cargo test",
+        env.dir.display()
+    );
+    println!("stop it:              cargo xtask env down{}", dir_flag(dir));
+    Ok(())
+}
+
+fn env_down(dir: &Path) -> Result<()> {
+    xtask::down_dir(dir)?;
+    println!("stopped the environment in {}", dir.display());
+    Ok(())
+}
+
+/// The `--dir` flag to repeat in hints, empty for the default directory.
+fn dir_flag(dir: &Path) -> String {
+    if dir == xtask::workspace_root().join("target/vaultsync-env") {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
+    }
+}

@@ -1,0 +1,177 @@
+//! A non-dev OpenBao server with persistent (raft) storage, so its data survives a stop and start.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::binaries::Binaries;
+use crate::certs::write_private;
+use crate::http;
+use crate::process::Proc;
+
+/// Process name of the OpenBao server (log and pid file).
+pub(crate) const OPENBAO: &str = "openbao";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The unseal key and root token written by `sys/init`, kept in `DIR/openbao/init.json` (0600).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub unseal_key: String,
+    pub root_token: String,
+}
+
+impl Keys {
+    /// Reads the keys of an initialised server.
+    pub fn load(dir: &Path) -> Result<Keys> {
+        let path = init_path(dir);
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let init: serde_json::Value = serde_json::from_str(&text)?;
+        let field = |name: &str| {
+            init[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("{} lacks {name}", path.display()))
+        };
+        Ok(Keys {
+            unseal_key: field("unseal_key")?,
+            root_token: field("root_token")?,
+        })
+    }
+}
+
+/// Writes the server configuration: API on `port`, cluster (raft) traffic on `cluster_port`,
+/// data under `DIR/openbao/data`.
+///
+/// OpenBao 2.x has no `file` storage backend any more (and no mlock setting); a single-node
+/// integrated (raft) storage keeps the data across restarts just as well.
+pub(crate) fn write_config(dir: &Path, port: u16, cluster_port: u16) -> Result<()> {
+    let root = dir.join("openbao");
+    fs::create_dir_all(root.join("data"))?;
+    let config = format!(
+        r#"storage "raft" {{
+  path    = "{data}"
+  node_id = "vaultsync"
+}}
+
+listener "tcp" {{
+  address         = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster_port}"
+  tls_disable     = true
+}}
+
+# Tests count the requests the operator makes (reads per refresh, logins) from this log.
+audit "file" "file" {{
+  options {{
+    file_path = "{audit}"
+  }}
+}}
+
+api_addr     = "http://127.0.0.1:{port}"
+cluster_addr = "https://127.0.0.1:{cluster_port}"
+ui           = false
+"#,
+        data = root.join("data").display(),
+        audit = dir.join("openbao-audit.log").display(),
+    );
+    fs::write(config_path(dir), config).context("writing the OpenBao config")
+}
+
+/// Starts the server (configured by [`write_config`]) and waits until it answers HTTP.
+pub(crate) fn start(dir: &Path, bins: &Binaries, port: u16, detached: bool) -> Result<Proc> {
+    let mut cmd = Command::new(&bins.bao);
+    cmd.arg("server").arg(format!("-config={}", config_path(dir).display()));
+    let mut proc = Proc::spawn(dir, OPENBAO, cmd, detached)?;
+    let addr = addr(port);
+    proc.wait_until("the OpenBao listener", READY_TIMEOUT, || {
+        Ok(http::request(addr, "GET", "/v1/sys/health", None, None).is_ok())
+    })?;
+    Ok(proc)
+}
+
+/// Initialises a fresh server with one key share; stores and returns the keys.
+pub(crate) fn initialize(dir: &Path, port: u16) -> Result<Keys> {
+    let body = json!({ "secret_shares": 1, "secret_threshold": 1 }).to_string();
+    let response = http::request(addr(port), "PUT", "/v1/sys/init", None, Some(&body))?;
+    if response.status != 200 {
+        bail!("OpenBao sys/init answered {}: {}", response.status, response.body);
+    }
+    let init = response.json()?;
+    let keys = Keys {
+        unseal_key: init["keys_base64"][0]
+            .as_str()
+            .context("sys/init returned no key")?
+            .to_owned(),
+        root_token: init["root_token"]
+            .as_str()
+            .context("sys/init returned no root token")?
+            .to_owned(),
+    };
+    let stored = json!({ "unseal_key": keys.unseal_key, "root_token": keys.root_token });
+    write_private(&init_path(dir), &stored.to_string())?;
+    Ok(keys)
+}
+
+/// Unseals the server and waits until it is active and the KV v2 mount at `secret/` serves
+/// requests (when it exists).
+pub(crate) fn unseal(proc: &mut Proc, port: u16, keys: &Keys) -> Result<()> {
+    let body = json!({ "key": keys.unseal_key }).to_string();
+    let response = http::request(addr(port), "PUT", "/v1/sys/unseal", None, Some(&body))?;
+    if response.status != 200 || response.json()?["sealed"] != false {
+        bail!("OpenBao sys/unseal answered {}: {}", response.status, response.body);
+    }
+    proc.wait_until("OpenBao to become active", READY_TIMEOUT, || {
+        Ok(http::request(addr(port), "GET", "/v1/sys/health", None, None)?.status == 200)
+    })?;
+    wait_for_kv2(proc, port, &keys.root_token)
+}
+
+/// Mounts KV v2 at `secret/` and KV v1 at `kv1/`.
+pub(crate) fn mount_kv(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
+    for (path, version) in [("secret", "2"), ("kv1", "1")] {
+        let body = json!({ "type": "kv", "options": { "version": version } }).to_string();
+        let response = http::request(
+            addr(port),
+            "POST",
+            &format!("/v1/sys/mounts/{path}"),
+            Some(token),
+            Some(&body),
+        )?;
+        if !(200..300).contains(&response.status) {
+            bail!(
+                "mounting kv v{version} at {path}/ answered {}: {}",
+                response.status,
+                response.body
+            );
+        }
+    }
+    wait_for_kv2(proc, port, token)
+}
+
+/// A KV v2 mount rejects requests for a moment after it is mounted or unsealed.
+fn wait_for_kv2(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
+    let mounts = http::request(addr(port), "GET", "/v1/sys/mounts", Some(token), None)?;
+    if mounts.status != 200 || mounts.json()?["data"]["secret/"].is_null() {
+        return Ok(()); // not mounted yet
+    }
+    proc.wait_until("the KV v2 mount at secret/", READY_TIMEOUT, || {
+        Ok(http::request(addr(port), "GET", "/v1/secret/config", Some(token), None)?.status == 200)
+    })
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn config_path(dir: &Path) -> PathBuf {
+    dir.join("openbao").join("config.hcl")
+}
+
+fn init_path(dir: &Path) -> PathBuf {
+    dir.join("openbao").join("init.json")
+}

@@ -1,0 +1,156 @@
+//! Starting a fresh environment: directory preparation, ports, certificates, and the two halves
+//! (control plane, OpenBao) started concurrently.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::binaries::Binaries;
+use crate::certs::Pki;
+use crate::kube::{self, APISERVER, CONTROLLER_MANAGER, ETCD, KubePorts};
+use crate::openbao::{self, OPENBAO};
+use crate::process::{Proc, reserve_port};
+use crate::state::State;
+
+/// Every process of an environment, in the order they are stopped.
+pub(crate) const STOP_ORDER: [&str; 4] = [CONTROLLER_MANAGER, APISERVER, ETCD, OPENBAO];
+
+/// Files and directories of an environment directory; only these are removed before a start.
+const ENV_ENTRIES: [&str; 10] = [
+    "etcd",
+    "openbao",
+    "pki",
+    "apiserver",
+    "controller-manager",
+    "pids",
+    "logs",
+    "kubeconfig",
+    "env.json",
+    "env.sh",
+];
+
+/// Test environment directories are `TMPDIR/vaultsync-env-PID`.
+const TEST_DIR_PREFIX: &str = "vaultsync-env-";
+
+/// Starts every process in `dir` (prepared by [`prepare_dir`]) and waits until all are ready.
+/// On failure, processes already started are left for the caller to stop.
+pub(crate) fn start_all(
+    dir: &Path,
+    binaries: &Binaries,
+    detached: bool,
+) -> Result<(State, HashMap<&'static str, Proc>)> {
+    // Hold all listeners until every port is chosen, so the ports differ.
+    let mut held = Vec::new();
+    let mut port = || -> Result<u16> {
+        let (port, listener) = reserve_port()?;
+        held.push(listener);
+        Ok(port)
+    };
+    let ports = KubePorts {
+        etcd_client: port()?,
+        etcd_peer: port()?,
+        apiserver: port()?,
+        controller_manager: port()?,
+    };
+    let openbao_port = port()?;
+    let openbao_cluster_port = port()?;
+    drop(held);
+
+    let api_server_url = format!("https://127.0.0.1:{}", ports.apiserver);
+    let kubeconfig = kube::kubeconfig_path(dir);
+    let pki = Pki::at(dir);
+    pki.generate()?;
+    pki.write_kubeconfig(&kubeconfig, &api_server_url)?;
+    openbao::write_config(dir, openbao_port, openbao_cluster_port)?;
+
+    let (kube_procs, bao_proc) = thread::scope(|scope| {
+        let bao = scope.spawn(|| -> Result<Proc> {
+            let mut proc = openbao::start(dir, binaries, openbao_port, detached)?;
+            let keys = openbao::initialize(dir, openbao_port)?;
+            openbao::unseal(&mut proc, openbao_port, &keys)?;
+            openbao::mount_kv(&mut proc, openbao_port, &keys.root_token)?;
+            Ok(proc)
+        });
+        let kube = (|| -> Result<[Proc; 3]> {
+            let etcd = kube::start_etcd(dir, binaries, ports, detached)?;
+            let apiserver = kube::start_apiserver(dir, binaries, ports, &kubeconfig, detached)?;
+            let kcm = kube::start_controller_manager(dir, binaries, ports, &kubeconfig, detached)?;
+            Ok([etcd, apiserver, kcm])
+        })();
+        let bao = bao
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the OpenBao start-up thread panicked")));
+        (kube, bao)
+    });
+    let ([etcd, apiserver, kcm], bao) = match (kube_procs, bao_proc) {
+        (Ok(kube), Ok(bao)) => (kube, bao),
+        (Err(err), Ok(_)) | (Ok(_), Err(err)) => return Err(err),
+        (Err(kube), Err(bao)) => {
+            return Err(kube.context(format!("also, OpenBao failed: {bao:#}")));
+        }
+    };
+    let procs = HashMap::from([
+        (ETCD, etcd),
+        (APISERVER, apiserver),
+        (CONTROLLER_MANAGER, kcm),
+        (OPENBAO, bao),
+    ]);
+    let state = State {
+        api_server_url,
+        openbao_port,
+        detached,
+        binaries: binaries.clone(),
+    };
+    Ok((state, procs))
+}
+
+/// Refuses a directory whose environment still runs; removes the data of a previous one.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
+    for name in STOP_ORDER {
+        if let Some(proc) = Proc::from_pid_file(dir, name)? {
+            bail!(
+                "{name} (pid {}) of a previous environment still runs in {}; \
+                 stop it with `cargo xtask env down`",
+                proc.pid(),
+                dir.display()
+            );
+        }
+    }
+    for entry in ENV_ENTRIES {
+        let path = dir.join(entry);
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("removing {}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// A fresh directory for this test process's environment, after removing those left by test
+/// processes that have exited (their processes died with them).
+pub(crate) fn test_dir() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(TEST_DIR_PREFIX)) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tmp.join(format!("{TEST_DIR_PREFIX}{}", std::process::id()))
+}

@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// The operator's Vault token (prefer --vault-token-file; the value is never printed).
     #[arg(long, env = "VAULTSYNC_VAULT_TOKEN", hide_env_values = true)]
     pub vault_token: Option<String>,
+    /// Namespaces (comma-separated) whose VaultSecrets may use the operator's own token when they
+    /// have no `spec.auth`; `*` allows all. Default: none — every VaultSecret brings its own identity.
+    #[arg(long, env = "VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", value_delimiter = ',')]
+    pub default_identity_namespaces: Vec<String>,
     /// Timeout of one Vault request.
     #[arg(long, env = "VAULTSYNC_VAULT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub vault_timeout: Duration,
@@ -79,6 +83,7 @@ impl RunArgs {
             vault_ca_file,
             vault_token_file,
             vault_token,
+            default_identity_namespaces,
             vault_timeout,
             retry_base,
             retry_max,
@@ -113,6 +118,7 @@ impl RunArgs {
             vault_address,
             vault_ca_pem,
             vault_token: vault_token.filter(|t| !t.is_empty()),
+            default_identity_namespaces,
             vault_timeout,
             backoff: Backoff {
                 base: retry_base,

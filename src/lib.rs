@@ -1,6 +1,7 @@
 //! vaultsync: a Kubernetes operator that keeps Secrets in sync with HashiCorp Vault and OpenBao.
 
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod hash;

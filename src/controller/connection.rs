@@ -1,4 +1,4 @@
-//! Which Vault server a VaultSecret talks to, and which identity it uses there.
+//! Which Vault server a VaultSecret talks to.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use kube::api::Api;
 use super::Context;
 use super::error::{Error, Result};
 use crate::api::VaultSecret;
-use crate::vault::{Connection, Identity, parse_address};
+use crate::vault::{Connection, parse_address};
 
 /// Resolves `spec.vault` against the operator's defaults. The CA Secret is read from the
 /// VaultSecret's own namespace; nothing here can point at another namespace.
@@ -46,15 +46,4 @@ async fn read_ca(vs: &VaultSecret, ctx: &Context, name: &str, key: &str) -> Resu
     let bytes = secret.data.as_ref().and_then(|d| d.get(key));
     let bytes = bytes.ok_or_else(|| Error::CaSecret(format!("CA Secret {name} has no key {key:?}")))?;
     Ok(bytes.0.as_slice().into())
-}
-
-/// The identity `vs` logs in as. Until per-namespace auth lands, that is the operator's token.
-pub fn identity(_vs: &VaultSecret, ctx: &Context) -> Result<Identity> {
-    if ctx.vault.has_operator_token() {
-        Ok(Identity::OperatorToken)
-    } else {
-        Err(Error::NoIdentity(
-            "no Vault identity: the operator was started without a Vault token (--vault-token-file or VAULTSYNC_VAULT_TOKEN)".into(),
-        ))
-    }
 }

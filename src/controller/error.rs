@@ -14,6 +14,12 @@ pub enum Error {
     /// No Vault identity is available for this VaultSecret.
     #[error("{0}")]
     NoIdentity(String),
+    /// The ServiceAccount named in `spec.auth.kubernetes` does not exist.
+    #[error("{0}")]
+    ServiceAccountNotFound(String),
+    /// A credential Secret (AppRole secret ID, token) is missing or lacks the key.
+    #[error("{0}")]
+    CredentialSecret(String),
     /// The CA Secret named in `spec.vault.caSecretRef` is missing or lacks the key.
     #[error("{0}")]
     CaSecret(String),
@@ -44,6 +50,8 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::NoIdentity(_) => "NoVaultIdentity",
+            Error::ServiceAccountNotFound(_) => "ServiceAccountNotFound",
+            Error::CredentialSecret(_) => "CredentialSecretInvalid",
             Error::CaSecret(_) => "CASecretInvalid",
             Error::Vault(e) => e.reason(),
             Error::KeyNotFound { .. } => "KeyNotFound",

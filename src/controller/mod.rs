@@ -2,6 +2,7 @@
 
 mod connection;
 mod error;
+mod identity;
 mod reconcile;
 mod schedule;
 mod secret;
@@ -25,7 +26,7 @@ use url::Url;
 
 pub use error::{Error, Result};
 pub use reconcile::DEFAULT_REFRESH;
-pub use schedule::Backoff;
+pub use crate::backoff::Backoff;
 
 use crate::api::VaultSecret;
 use crate::hash::HashKey;
@@ -40,6 +41,9 @@ pub struct Settings {
     pub vault_ca_pem: Option<Arc<[u8]>>,
     /// The operator's own Vault token (development and single-tenant setups).
     pub vault_token: Option<String>,
+    /// Namespaces whose VaultSecrets may use the operator's own token when they have no
+    /// `spec.auth`; `*` allows every namespace. Empty (the default): none may.
+    pub default_identity_namespaces: Vec<String>,
     /// Timeout of one Vault request.
     pub vault_timeout: Duration,
     /// Retry backoff after a failed sync.
@@ -61,7 +65,7 @@ pub struct Context {
     /// Publishes Events on VaultSecrets.
     pub recorder: Recorder,
     /// Authenticated Vault clients, one per (connection, identity).
-    pub vault: vault::Clients,
+    pub vault: vault::Sessions,
     /// Operator-wide settings.
     pub settings: Settings,
     /// Key of `status.secretHash`.
@@ -157,7 +161,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        vault: vault::Clients::new(settings.vault_token.clone(), settings.vault_timeout),
+        vault: vault::Sessions::new(settings.vault_timeout, settings.backoff),
         client,
         hash_key,
         secrets,
@@ -176,6 +180,7 @@ pub async fn run(
         loop {
             tick.tick().await;
             janitor_ctx.forget_missing(&store);
+            janitor_ctx.vault.prune();
         }
     });
     tracing::info!("vaultsync controller started");

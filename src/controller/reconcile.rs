@@ -13,8 +13,10 @@ use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
 use super::secret::{self, Ownership};
+use super::identity::{self, Login};
 use super::{Context, SyncState, connection, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
+use crate::vault::{self, Connection, Identity, Outcome};
 
 /// Default `spec.refresh.interval`.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
@@ -74,9 +76,8 @@ fn refresh_interval(vs: &VaultSecret) -> Result<Duration> {
 async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let ns = vs.namespace().unwrap_or_default();
     let conn = connection::resolve(vs, ctx).await?;
-    let identity = connection::identity(vs, ctx)?;
-    let client = ctx.vault.get(&conn, &identity)?;
-    let merged = sources::read_all(&client, &vs.spec.sources).await?;
+    let (identity, login) = identity::resolve(vs, ctx).await?;
+    let merged = read_sources(vs, ctx, &conn, &identity, login).await?;
     let desired = secret::desired(vs, merged.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -136,6 +137,21 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
     Ok(secret_version)
+}
+
+/// Reads the sources as `identity`. A 403 on a token that was cached (it may have been revoked)
+/// drops it and retries once with a fresh login before reporting `PermissionDenied`.
+async fn read_sources(vs: &VaultSecret, ctx: &Context, conn: &Connection, identity: &Identity, login: Login) -> Result<sources::Merged> {
+    let retry_login = login.clone();
+    let (handle, outcome) = ctx.vault.get(conn, identity, || login.credential(ctx)).await?;
+    match sources::read_all(&handle.client, &vs.spec.sources).await {
+        Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
+            ctx.vault.invalidate(conn, identity, &handle).await;
+            let (handle, _) = ctx.vault.get(conn, identity, || retry_login.credential(ctx)).await?;
+            sources::read_all(&handle.client, &vs.spec.sources).await
+        }
+        result => result,
+    }
 }
 
 /// When `spec.destination.name` changed, deletes the Secret written under the old name (only if

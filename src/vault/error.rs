@@ -8,7 +8,7 @@
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A failed Vault operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Vault could not be reached, timed out, is sealed or answered 5xx.
     #[error("Vault at {address} is unavailable: {detail}")]
@@ -32,6 +32,9 @@ pub enum Error {
     /// Vault answered something this client does not understand.
     #[error("unexpected response from Vault for {operation}: {detail}")]
     InvalidResponse { operation: String, detail: String },
+    /// Vault refused to log in with the credential.
+    #[error("Vault refused the {method} login: {detail}")]
+    LoginFailed { method: String, detail: String },
     /// The connection settings cannot be used (bad address, bad CA bundle).
     #[error("invalid Vault connection settings: {0}")]
     Config(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::RateLimited { .. } => "RateLimited",
             Error::Rejected { .. } => "VaultRejected",
             Error::InvalidResponse { .. } => "InvalidResponse",
+            Error::LoginFailed { .. } => "LoginFailed",
             Error::Config(_) => "InvalidVaultConfig",
         }
     }

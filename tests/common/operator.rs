@@ -57,6 +57,7 @@ pub fn operator() -> &'static Operator {
             vault_address: Some(vaultsync::vault::parse_address(&env.vault_addr).expect("vault address")),
             vault_ca_pem: None,
             vault_token: Some(env.vault_token.clone()),
+            default_identity_namespaces: vec!["*".into()],
             vault_timeout: Duration::from_secs(5),
             backoff: Backoff {
                 base: Duration::from_millis(500),

@@ -114,3 +114,20 @@ async fn known_secret_values_never_appear_in_status_events_or_logs() {
         assert!(!text.contains(VALUE), "secret value found in {place}");
     }
 }
+
+#[tokio::test]
+async fn a_source_deleted_in_vault_leaves_the_secret_untouched_and_says_not_found() {
+    let t = TestNs::new("deleted").await;
+    let path = t.path("gone");
+    t.op.bao.put(&path, &[("k", "kept")]);
+    let spec = json!({"sources": [{"kv": {"mount": "secret", "path": path}}], "refresh": {"interval": "10s"}});
+    t.create_vs("gone", spec).await.expect("create");
+    let before = t.wait_secret("gone", "first sync", has_value("k", "kept")).await;
+
+    t.op.bao.run(&["kv", "metadata", "delete", "-mount=secret", &path]);
+    let vs = t.wait_ready("gone", "False", "NotFound").await;
+    let message = vs.status.and_then(|s| s.ready().map(|c| c.message.clone())).expect("message");
+    assert!(message.contains("keeps its last synced content"), "{message}");
+    let after = t.secrets().get("gone").await.expect("the Secret is still there");
+    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+}

@@ -65,6 +65,9 @@ fn demo(env: &Env, root: &Path) -> Result<()> {
             .env("KUBECONFIG", &env.kubeconfig)
             .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
             .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
+            // The demo reads with the operator's own token, allowed for `default` only; real
+            // setups give each namespace its own identity with spec.auth.
+            .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "default")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -1,0 +1,183 @@
+//! One authenticated client per identity, shared by every VaultSecret that uses it.
+//!
+//! - Concurrent users of an identity wait on one login instead of each logging in.
+//! - A token is renewed (`renew-self`) when used after two thirds of its lifetime, and replaced
+//!   by a fresh login once renewal stops extending it (max TTL near) or it is not renewable.
+//! - Failed logins back off exponentially with jitter; callers in the meantime get the last
+//!   error at once instead of hitting Vault again.
+//! - [`Sessions::invalidate`] drops a token Vault refused (403), so the next use logs in anew.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vaultrs::client::VaultClient;
+
+use super::login::{self, Credential};
+use super::{Connection, Error, Identity};
+use crate::backoff::Backoff;
+
+/// A token is considered gone this long before it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Identities not used for this long are forgotten (their tokens simply expire in Vault).
+const IDLE_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Authenticated clients, one per (connection, identity).
+pub struct Sessions {
+    timeout: Duration,
+    backoff: Backoff,
+    entries: Mutex<HashMap<(Connection, Identity), Arc<Entry>>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    state: tokio::sync::Mutex<State>,
+    last_used: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Session>,
+    failures: u32,
+    /// After a failed login: no new attempt before this instant; callers get `last_error`.
+    retry_at: Option<(Instant, Error)>,
+}
+
+struct Session {
+    client: Arc<VaultClient>,
+    issued: Instant,
+    ttl: Option<Duration>,
+    renewable: bool,
+    /// Renewal returned less than asked: the max TTL is near, log in again next time.
+    capped: bool,
+}
+
+impl Session {
+    fn expires(&self) -> Option<Instant> {
+        self.ttl.map(|ttl| self.issued + ttl)
+    }
+}
+
+/// What callers get: the shared client (hand it back to [`Sessions::invalidate`] on a 403).
+#[derive(Clone)]
+pub struct Handle {
+    /// The authenticated client.
+    pub client: Arc<VaultClient>,
+}
+
+/// What happened to the token on a [`Sessions::get`], for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Cached,
+    Renewed,
+    LoggedIn,
+}
+
+impl Sessions {
+    /// A pool whose requests time out after `timeout` and whose failed logins back off by `backoff`.
+    pub fn new(timeout: Duration, backoff: Backoff) -> Self {
+        Self { timeout, backoff, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The client for `identity` at `conn`, logging in with the credential `credential` yields
+    /// when there is no usable token. `credential` is only called when a login is needed.
+    pub async fn get<E, F>(&self, conn: &Connection, identity: &Identity, credential: impl FnOnce() -> F) -> Result<(Handle, Outcome), E>
+    where
+        F: Future<Output = Result<Credential, E>>,
+        E: From<Error>,
+    {
+        let entry = self.entry(conn, identity);
+        let mut state = entry.state.lock().await;
+        let now = Instant::now();
+        if let Some(outcome) = self.refresh(&mut state, now).await {
+            let client = state.session.as_ref().map(|s| s.client.clone());
+            if let Some(client) = client {
+                return Ok((Handle { client }, outcome));
+            }
+        }
+        if let Some((at, err)) = &state.retry_at
+            && now < *at
+        {
+            return Err(err.clone().into());
+        }
+        let credential = credential().await?;
+        match login::login(conn, credential, self.timeout).await {
+            Ok(token) => {
+                let client = Arc::new(token.client);
+                if let Some(accessor) = &token.accessor {
+                    tracing::debug!(accessor, ttl = ?token.ttl, "logged in to Vault");
+                }
+                state.session = Some(Session {
+                    client: client.clone(),
+                    issued: now,
+                    ttl: token.ttl,
+                    renewable: token.renewable,
+                    capped: false,
+                });
+                state.failures = 0;
+                state.retry_at = None;
+                Ok((Handle { client }, Outcome::LoggedIn))
+            }
+            Err(err) => {
+                state.failures += 1;
+                let delay = self.backoff.delay(state.failures, &mut rand::rng());
+                state.retry_at = Some((now + delay, err.clone()));
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Keeps the current token usable if possible: `Some(outcome)` when the session can be used.
+    async fn refresh(&self, state: &mut State, now: Instant) -> Option<Outcome> {
+        let session = state.session.as_mut()?;
+        let (Some(ttl), Some(expires)) = (session.ttl, session.expires()) else { return Some(Outcome::Cached) };
+        let usable = now + EXPIRY_MARGIN < expires;
+        if now < session.issued + ttl.mul_f64(2.0 / 3.0) && usable {
+            return Some(Outcome::Cached);
+        }
+        if session.renewable && !session.capped && usable {
+            match login::renew(&session.client, ttl).await {
+                Ok(granted) => {
+                    session.capped = granted < ttl.mul_f64(0.9);
+                    session.issued = now;
+                    session.ttl = Some(granted);
+                    if granted > EXPIRY_MARGIN {
+                        return Some(Outcome::Renewed);
+                    }
+                }
+                Err(e) => tracing::debug!(reason = e.reason(), "token renewal failed; logging in again"),
+            }
+        }
+        state.session = None;
+        None
+    }
+
+    /// Drops the token of `handle` if it is still the current one (Vault refused it), so the
+    /// next [`Sessions::get`] logs in again.
+    pub async fn invalidate(&self, conn: &Connection, identity: &Identity, handle: &Handle) {
+        let entry = self.entry(conn, identity);
+        let mut state = entry.state.lock().await;
+        if state.session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.client, &handle.client)) {
+            state.session = None;
+        }
+    }
+
+    /// Forgets identities unused for an hour (a recreated ServiceAccount is a new identity).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, e| {
+            let last = *e.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            last.is_some_and(|t| now.duration_since(t) < IDLE_LIMIT)
+        });
+    }
+
+    fn entry(&self, conn: &Connection, identity: &Identity) -> Arc<Entry> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry((conn.clone(), identity.clone())).or_default().clone();
+        *entry.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        entry
+    }
+}

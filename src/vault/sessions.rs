@@ -54,9 +54,30 @@ struct Session {
     capped: bool,
 }
 
+/// What to do with a session before using it.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Use the token as it is.
+    Use,
+    /// Renew it, asking for this lifetime.
+    Renew(Duration),
+    /// Log in again.
+    Login,
+}
+
 impl Session {
-    fn expires(&self) -> Option<Instant> {
-        self.ttl.map(|ttl| self.issued + ttl)
+    /// Use until two thirds of the lifetime, then renew while renewal still extends the token,
+    /// else log in again; a token about to expire is never used.
+    fn plan(&self, now: Instant) -> Plan {
+        let Some(ttl) = self.ttl else { return Plan::Use };
+        let usable = now + EXPIRY_MARGIN < self.issued + ttl;
+        if usable && now < self.issued + ttl.mul_f64(2.0 / 3.0) {
+            Plan::Use
+        } else if usable && self.renewable && !self.capped {
+            Plan::Renew(ttl)
+        } else {
+            Plan::Login
+        }
     }
 }
 
@@ -132,13 +153,9 @@ impl Sessions {
     /// Keeps the current token usable if possible: `Some(outcome)` when the session can be used.
     async fn refresh(&self, state: &mut State, now: Instant) -> Option<Outcome> {
         let session = state.session.as_mut()?;
-        let (Some(ttl), Some(expires)) = (session.ttl, session.expires()) else { return Some(Outcome::Cached) };
-        let usable = now + EXPIRY_MARGIN < expires;
-        if now < session.issued + ttl.mul_f64(2.0 / 3.0) && usable {
-            return Some(Outcome::Cached);
-        }
-        if session.renewable && !session.capped && usable {
-            match login::renew(&session.client, ttl).await {
+        match session.plan(now) {
+            Plan::Use => return Some(Outcome::Cached),
+            Plan::Renew(ttl) => match login::renew(&session.client, ttl).await {
                 Ok(granted) => {
                     session.capped = granted < ttl.mul_f64(0.9);
                     session.issued = now;
@@ -148,7 +165,8 @@ impl Sessions {
                     }
                 }
                 Err(e) => tracing::debug!(reason = e.reason(), "token renewal failed; logging in again"),
-            }
+            },
+            Plan::Login => {}
         }
         state.session = None;
         None
@@ -179,5 +197,29 @@ impl Sessions {
         let entry = entries.entry((conn.clone(), identity.clone())).or_default().clone();
         *entry.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(ttl: Option<u64>, renewable: bool, capped: bool, issued: Instant) -> Session {
+        let conn = Connection { address: super::super::parse_address("http://127.0.0.1:1").unwrap(), namespace: None, ca_pem: None };
+        let client = super::super::client::build(&conn, "t", Duration::from_secs(1)).unwrap();
+        Session { client: Arc::new(client), issued, ttl: ttl.map(Duration::from_secs), renewable, capped }
+    }
+
+    #[test]
+    fn a_token_is_used_until_two_thirds_then_renewed_then_replaced() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let fresh = session(Some(30), true, false, t0);
+        assert_eq!(fresh.plan(at(19)), Plan::Use);
+        assert_eq!(fresh.plan(at(21)), Plan::Renew(Duration::from_secs(30)));
+        assert_eq!(fresh.plan(at(28)), Plan::Login, "too close to expiry to renew");
+        assert_eq!(session(Some(30), false, false, t0).plan(at(21)), Plan::Login, "not renewable");
+        assert_eq!(session(Some(30), true, true, t0).plan(at(21)), Plan::Login, "max TTL reached");
+        assert_eq!(session(None, false, false, t0).plan(at(100_000)), Plan::Use, "tokens without TTL");
     }
 }

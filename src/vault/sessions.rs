@@ -1,15 +1,18 @@
 //! One authenticated client per identity, shared by every VaultSecret that uses it.
 //!
 //! - Concurrent users of an identity wait on one login instead of each logging in.
-//! - A token is renewed (`renew-self`) when used after two thirds of its lifetime, and replaced
-//!   by a fresh login once renewal stops extending it (max TTL near) or it is not renewable.
+//! - A token is renewed (`renew-self`) at two thirds of its lifetime by a background task, as
+//!   long as the identity was used since the last renewal (an idle identity's token is left to
+//!   expire), and replaced by a fresh login on next use once renewal stops extending it (max
+//!   TTL near) or it is not renewable. A use after two thirds that finds the token unrenewed
+//!   renews it on the spot.
 //! - Failed logins back off exponentially with jitter; callers in the meantime get the last
 //!   error at once instead of hitting Vault again.
 //! - [`Sessions::invalidate`] drops a token Vault refused (403), so the next use logs in anew.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use vaultrs::client::VaultClient;
@@ -40,6 +43,8 @@ struct Entry {
 #[derive(Default)]
 struct State {
     session: Option<Session>,
+    /// A background renewal task is scheduled for this entry.
+    renewing: bool,
     failures: u32,
     /// After a failed login: no new attempt before this instant; callers get `last_error`.
     retry_at: Option<(Instant, Error)>,
@@ -54,6 +59,42 @@ struct Session {
     capped: bool,
 }
 
+/// Renews the entry's token at two thirds of its lifetime while the identity is in use. Ends when
+/// the entry is forgotten, the token cannot be renewed any more, or nobody used it since the
+/// last renewal; the next use then logs in.
+async fn renew_in_background(entry: Weak<Entry>) {
+    loop {
+        let wake = {
+            let Some(entry) = entry.upgrade() else { return };
+            let mut state = entry.state.lock().await;
+            match state.session.as_ref().and_then(Session::renew_at) {
+                Some(at) => at,
+                None => {
+                    state.renewing = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(wake.into()).await;
+        let Some(entry) = entry.upgrade() else { return };
+        let last_used = *entry.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = entry.state.lock().await;
+        let now = Instant::now();
+        let keep = match state.session.as_mut() {
+            Some(session) if last_used.is_some_and(|t| t > session.issued) => match session.plan(now) {
+                Plan::Use => true,
+                Plan::Renew(ttl) => session.renew(ttl, now).await,
+                Plan::Login => false,
+            },
+            _ => false,
+        };
+        if !keep {
+            state.renewing = false;
+            return;
+        }
+    }
+}
+
 /// What to do with a session before using it.
 #[derive(Debug, PartialEq, Eq)]
 enum Plan {
@@ -66,6 +107,29 @@ enum Plan {
 }
 
 impl Session {
+    /// When the token should be renewed; `None` if it never will be.
+    fn renew_at(&self) -> Option<Instant> {
+        let ttl = self.ttl?;
+        (self.renewable && !self.capped).then(|| self.issued + ttl.mul_f64(2.0 / 3.0))
+    }
+
+    /// Renews the token asking for `ttl`; whether it is still usable afterwards.
+    async fn renew(&mut self, ttl: Duration, now: Instant) -> bool {
+        match login::renew(&self.client, ttl).await {
+            Ok(granted) => {
+                tracing::debug!(granted = ?granted, "renewed Vault token");
+                self.capped = granted < ttl.mul_f64(0.9);
+                self.issued = now;
+                self.ttl = Some(granted);
+                granted > EXPIRY_MARGIN
+            }
+            Err(e) => {
+                tracing::debug!(reason = e.reason(), "token renewal failed; logging in again");
+                false
+            }
+        }
+    }
+
     /// Use until two thirds of the lifetime, then renew while renewal still extends the token,
     /// else log in again; a token about to expire is never used.
     fn plan(&self, now: Instant) -> Plan {
@@ -99,12 +163,21 @@ pub enum Outcome {
 impl Sessions {
     /// A pool whose requests time out after `timeout` and whose failed logins back off by `backoff`.
     pub fn new(timeout: Duration, backoff: Backoff) -> Self {
-        Self { timeout, backoff, entries: Mutex::new(HashMap::new()) }
+        Self {
+            timeout,
+            backoff,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The client for `identity` at `conn`, logging in with the credential `credential` yields
     /// when there is no usable token. `credential` is only called when a login is needed.
-    pub async fn get<E, F>(&self, conn: &Connection, identity: &Identity, credential: impl FnOnce() -> F) -> Result<(Handle, Outcome), E>
+    pub async fn get<E, F>(
+        &self,
+        conn: &Connection,
+        identity: &Identity,
+        credential: impl FnOnce() -> F,
+    ) -> Result<(Handle, Outcome), E>
     where
         F: Future<Output = Result<Credential, E>>,
         E: From<Error>,
@@ -139,6 +212,10 @@ impl Sessions {
                 });
                 state.failures = 0;
                 state.retry_at = None;
+                if token.ttl.is_some() && token.renewable && !state.renewing {
+                    state.renewing = true;
+                    tokio::spawn(renew_in_background(Arc::downgrade(&entry)));
+                }
                 Ok((Handle { client }, Outcome::LoggedIn))
             }
             Err(err) => {
@@ -155,18 +232,8 @@ impl Sessions {
         let session = state.session.as_mut()?;
         match session.plan(now) {
             Plan::Use => return Some(Outcome::Cached),
-            Plan::Renew(ttl) => match login::renew(&session.client, ttl).await {
-                Ok(granted) => {
-                    session.capped = granted < ttl.mul_f64(0.9);
-                    session.issued = now;
-                    session.ttl = Some(granted);
-                    if granted > EXPIRY_MARGIN {
-                        return Some(Outcome::Renewed);
-                    }
-                }
-                Err(e) => tracing::debug!(reason = e.reason(), "token renewal failed; logging in again"),
-            },
-            Plan::Login => {}
+            Plan::Renew(ttl) if session.renew(ttl, now).await => return Some(Outcome::Renewed),
+            Plan::Renew(_) | Plan::Login => {}
         }
         state.session = None;
         None
@@ -177,7 +244,11 @@ impl Sessions {
     pub async fn invalidate(&self, conn: &Connection, identity: &Identity, handle: &Handle) {
         let entry = self.entry(conn, identity);
         let mut state = entry.state.lock().await;
-        if state.session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.client, &handle.client)) {
+        if state
+            .session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.client, &handle.client))
+        {
             state.session = None;
         }
     }
@@ -205,9 +276,19 @@ mod tests {
     use super::*;
 
     fn session(ttl: Option<u64>, renewable: bool, capped: bool, issued: Instant) -> Session {
-        let conn = Connection { address: super::super::parse_address("http://127.0.0.1:1").unwrap(), namespace: None, ca_pem: None };
+        let conn = Connection {
+            address: super::super::parse_address("http://127.0.0.1:1").unwrap(),
+            namespace: None,
+            ca_pem: None,
+        };
         let client = super::super::client::build(&conn, "t", Duration::from_secs(1)).unwrap();
-        Session { client: Arc::new(client), issued, ttl: ttl.map(Duration::from_secs), renewable, capped }
+        Session {
+            client: Arc::new(client),
+            issued,
+            ttl: ttl.map(Duration::from_secs),
+            renewable,
+            capped,
+        }
     }
 
     #[test]
@@ -218,8 +299,20 @@ mod tests {
         assert_eq!(fresh.plan(at(19)), Plan::Use);
         assert_eq!(fresh.plan(at(21)), Plan::Renew(Duration::from_secs(30)));
         assert_eq!(fresh.plan(at(28)), Plan::Login, "too close to expiry to renew");
-        assert_eq!(session(Some(30), false, false, t0).plan(at(21)), Plan::Login, "not renewable");
-        assert_eq!(session(Some(30), true, true, t0).plan(at(21)), Plan::Login, "max TTL reached");
-        assert_eq!(session(None, false, false, t0).plan(at(100_000)), Plan::Use, "tokens without TTL");
+        assert_eq!(
+            session(Some(30), false, false, t0).plan(at(21)),
+            Plan::Login,
+            "not renewable"
+        );
+        assert_eq!(
+            session(Some(30), true, true, t0).plan(at(21)),
+            Plan::Login,
+            "max TTL reached"
+        );
+        assert_eq!(
+            session(None, false, false, t0).plan(at(100_000)),
+            Plan::Use,
+            "tokens without TTL"
+        );
     }
 }

@@ -5,6 +5,7 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod auth;
 mod logs;
 mod operator;
 mod vault;
@@ -12,8 +13,9 @@ mod vault;
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Client, Resource};
@@ -22,7 +24,7 @@ use serde_json::Value;
 use vaultsync::api::VaultSecret;
 
 pub use logs::captured_logs;
-pub use operator::{Operator, operator};
+pub use operator::{Operator, operator, operator_with};
 pub use vault::Bao;
 
 /// Generous bound for anything event-driven: the machine is shared and slow under load.
@@ -38,10 +40,25 @@ pub struct TestNs {
 impl TestNs {
     /// Starts (once) the environment and operator, and creates namespace `<prefix>-<random>`.
     pub async fn new(prefix: &str) -> TestNs {
-        let op = operator();
-        let client = op.client().await;
+        TestNs::new_in(operator(), prefix).await
+    }
+
+    /// Creates namespace `<prefix>-<random>` for a binary whose operator was started by
+    /// [`operator_with`].
+    pub async fn new_in(op: &'static Operator, prefix: &str) -> TestNs {
         let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase();
-        let ns = format!("{prefix}-{suffix}");
+        TestNs::create(op, format!("{prefix}-{suffix}"), false).await
+    }
+
+    /// Namespace `name` exactly (for names the operator's settings refer to). It may exist
+    /// already, from another test or an earlier run against the same environment: use unique
+    /// names inside it, e.g. [`TestNs::path`] with a random leaf.
+    pub async fn fixed_in(op: &'static Operator, name: &str) -> TestNs {
+        TestNs::create(op, name.to_owned(), true).await
+    }
+
+    async fn create(op: &'static Operator, ns: String, may_exist: bool) -> TestNs {
+        let client = op.client().await;
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(ns.clone()),
@@ -49,10 +66,14 @@ impl TestNs {
             },
             ..Default::default()
         };
-        Api::<Namespace>::all(client.clone())
+        match Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &namespace)
             .await
-            .expect("create test namespace");
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if may_exist && e.code == 409 => {}
+            Err(e) => panic!("create test namespace {ns}: {e}"),
+        }
         TestNs { client, ns, op }
     }
 
@@ -62,6 +83,45 @@ impl TestNs {
 
     pub fn vaultsecrets(&self) -> Api<VaultSecret> {
         Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn service_accounts(&self) -> Api<ServiceAccount> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates ServiceAccount `name` in this namespace.
+    pub async fn create_service_account(&self, name: &str) -> ServiceAccount {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.service_accounts()
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap_or_else(|e| panic!("create ServiceAccount {name}: {e}"))
+    }
+
+    /// Creates or replaces Secret `name` holding `pairs` (server-side apply, field manager `tests`).
+    pub async fn apply_secret(&self, name: &str, pairs: &[(&str, &str)]) -> Secret {
+        let data = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        self.secrets()
+            .patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(&secret))
+            .await
+            .unwrap_or_else(|e| panic!("apply Secret {name}: {e}"))
     }
 
     /// Creates a VaultSecret from raw JSON (so invalid manifests can be sent as they are).
@@ -94,18 +154,33 @@ impl TestNs {
             .expect("VaultSecret exists")
     }
 
-    /// Waits until the VaultSecret's Ready condition has `status` and `reason`.
+    /// Waits until the VaultSecret's Ready condition has `status` and `reason`; on timeout the
+    /// panic shows the condition it has instead.
     pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> VaultSecret {
         let (s, r) = (status.to_owned(), reason.to_owned());
-        self.wait_vs(
-            name,
-            &format!("{name} Ready={status} {reason}"),
-            move |vs: Option<&VaultSecret>| {
-                vs.and_then(|vs| vs.status.as_ref()?.ready().cloned())
-                    .is_some_and(|c| c.status == s && c.reason == r)
+        let cond = move |vs: Option<&VaultSecret>| {
+            vs.and_then(|vs| vs.status.as_ref()?.ready().cloned())
+                .is_some_and(|c| c.status == s && c.reason == r)
+        };
+        match tokio::time::timeout(EVENTUALLY, await_condition(self.vaultsecrets(), name, cond)).await {
+            Ok(vs) => vs.expect("watch VaultSecret").expect("VaultSecret exists"),
+            Err(_) => panic!(
+                "timed out after {EVENTUALLY:?} waiting for {name} Ready={status} {reason}; it is {}",
+                self.ready_of(name).await
+            ),
+        }
+    }
+
+    /// The VaultSecret's Ready condition as `Ready=STATUS REASON: MESSAGE`, for failure messages.
+    pub async fn ready_of(&self, name: &str) -> String {
+        match self.vaultsecrets().get_opt(name).await {
+            Ok(Some(vs)) => match vs.status.as_ref().and_then(|s| s.ready()) {
+                Some(c) => format!("Ready={} {}: {}", c.status, c.reason, c.message),
+                None => "without a Ready condition".to_owned(),
             },
-        )
-        .await
+            Ok(None) => "absent".to_owned(),
+            Err(e) => format!("unreadable ({e})"),
+        }
     }
 
     /// `kubectl` in this namespace; returns stdout, panics with stderr on failure.

@@ -22,8 +22,15 @@ static OPERATOR: OnceLock<Operator> = OnceLock::new();
 pub const OPERATOR_NS: &str = "vaultsync-system";
 
 /// Starts the environment, installs the CRD as users do (`kubectl apply -f crds/`), and starts the
-/// operator once per test binary.
+/// operator once per test binary, with the default test settings (the operator's own token may be
+/// used in every namespace).
 pub fn operator() -> &'static Operator {
+    operator_with(|_| {})
+}
+
+/// Like [`operator`], with `configure` applied to the default test settings first. The first call
+/// in a test binary starts the operator and wins: a binary must use one configuration throughout.
+pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
     OPERATOR.get_or_init(|| {
         super::logs::install();
         let env = Env::shared();
@@ -53,7 +60,7 @@ pub fn operator() -> &'static Operator {
         std::io::Write::write_all(apply.stdin.as_mut().expect("stdin"), ns.as_bytes()).expect("write namespace");
         assert!(apply.wait().expect("kubectl").success(), "create operator namespace");
 
-        let settings = Settings {
+        let mut settings = Settings {
             vault_address: Some(vaultsync::vault::parse_address(&env.vault_addr).expect("vault address")),
             vault_ca_pem: None,
             vault_token: Some(env.vault_token.clone()),
@@ -68,6 +75,7 @@ pub fn operator() -> &'static Operator {
             hash_key_secret: "vaultsync-hash-key".into(),
             instance: Some("e2e".into()),
         };
+        configure(&mut settings);
         let kubeconfig = env.kubeconfig.clone();
         std::thread::Builder::new()
             .name("vaultsync-operator".into())

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use serde_json::Value;
 use xtask::Env;
 
 /// The `bao` CLI against the test OpenBao, and its audit log.
@@ -50,10 +51,29 @@ impl Bao {
 
     /// Number of requests OpenBao has answered for `api_path` (e.g. `secret/data/ns/x`).
     pub fn requests_for(&self, api_path: &str) -> usize {
+        self.audit_responses()
+            .iter()
+            .filter(|e| e["request"]["path"] == api_path)
+            .count()
+    }
+
+    /// Every entry of the audit log so far (requests and responses), parsed.
+    ///
+    /// Each has `type`, `auth` (the token's `display_name`, `policies` and `metadata`, e.g. a
+    /// Kubernetes login's `role`, `service_account_namespace`, `service_account_name`),
+    /// `request` (`path`, `operation`, `data` with values HMAC'd unless the mount lists the key
+    /// in `audit_non_hmac_request_keys`) and, for responses, `response` and `error`.
+    pub fn audit_entries(&self) -> Vec<Value> {
         let log = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         log.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["type"] == "response" && e["request"]["path"] == api_path)
-            .count()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// The audit log's response entries: one per request OpenBao answered.
+    pub fn audit_responses(&self) -> Vec<Value> {
+        let mut entries = self.audit_entries();
+        entries.retain(|e| e["type"] == "response");
+        entries
     }
 }

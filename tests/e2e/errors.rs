@@ -126,7 +126,10 @@ async fn a_source_deleted_in_vault_leaves_the_secret_untouched_and_says_not_foun
 
     t.op.bao.run(&["kv", "metadata", "delete", "-mount=secret", &path]);
     let vs = t.wait_ready("gone", "False", "NotFound").await;
-    let message = vs.status.and_then(|s| s.ready().map(|c| c.message.clone())).expect("message");
+    let message = vs
+        .status
+        .and_then(|s| s.ready().map(|c| c.message.clone()))
+        .expect("message");
     assert!(message.contains("keeps its last synced content"), "{message}");
     let after = t.secrets().get("gone").await.expect("the Secret is still there");
     assert_eq!(after.metadata.resource_version, before.metadata.resource_version);

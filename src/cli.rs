@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Secret (in --namespace) holding the key of `status.secretHash`; created when missing.
     #[arg(long, env = "VAULTSYNC_HASH_KEY_SECRET", default_value = "vaultsync-hash-key")]
     pub hash_key_secret: String,
+    /// How long a workload restart waits for further Secret changes, so that changes reaching
+    /// one workload together restart it once (`spec.rollout.debounce` overrides it).
+    #[arg(long, env = "VAULTSYNC_ROLLOUT_DEBOUNCE", default_value = "5s", value_parser = duration)]
+    pub rollout_debounce: Duration,
     /// Instance name reported on Events.
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -91,6 +95,7 @@ impl RunArgs {
             namespace,
             hash_key_secret,
             instance,
+            rollout_debounce,
         } = self;
         let vault_address = vault_address
             .as_deref()
@@ -114,6 +119,10 @@ impl RunArgs {
         };
         anyhow::ensure!(retry_base <= retry_max, "--retry-base must not exceed --retry-max");
         anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+        anyhow::ensure!(
+            rollout_debounce <= Duration::from_secs(600),
+            "--rollout-debounce must be at most 10m"
+        );
         Ok(Settings {
             vault_address,
             vault_ca_pem,
@@ -128,6 +137,7 @@ impl RunArgs {
             namespace,
             hash_key_secret,
             instance,
+            rollout_debounce,
         })
     }
 }

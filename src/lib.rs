@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod hash;
+pub mod rollout;
 pub mod vault;
 
 /// Field manager for every write, and the value of [`MANAGED_BY_LABEL`].

@@ -58,6 +58,10 @@ pub struct VaultSecretSpec {
     /// How often the sources are read again.
     #[serde(default)]
     pub refresh: Refresh,
+
+    /// Workloads to restart when the Secret's content changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Connection settings for one Vault or OpenBao server.
@@ -268,4 +272,79 @@ pub struct Refresh {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refresh.interval must be at least 10s"))]
     pub interval: Option<String>,
+}
+
+/// Workloads restarted (like `kubectl rollout restart`, but idempotent) when the Secret's content
+/// changes. Never on the first sync, an operator restart, an unchanged refresh or a metadata-only
+/// change. Changes that reach one workload within the debounce window restart it once.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Workloads in this VaultSecret's namespace to restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub targets: Vec<RolloutTarget>,
+
+    /// Also restart every Deployment, StatefulSet and DaemonSet in this namespace whose pod
+    /// template uses the Secret (`envFrom`, `env[].valueFrom.secretKeyRef`, `secret` and
+    /// `projected` volumes, init containers included), unless it is annotated
+    /// `vaultsync.dev/rollout: "false"`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
+
+    /// How long to wait after a change before restarting, so that changes of several Secrets
+    /// reaching one workload restart it once (Go duration, at most `10m`). Defaults to the
+    /// operator's `--rollout-debounce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('10m')").message("rollout.debounce must be at most 10m"))]
+    pub debounce: Option<String>,
+}
+
+impl Rollout {
+    /// Whether anything is to be restarted at all.
+    pub fn is_active(&self) -> bool {
+        self.auto || !self.targets.is_empty()
+    }
+}
+
+/// One workload to restart, in the VaultSecret's namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RolloutTarget {
+    /// Kind of the workload.
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
+/// A kind of workload that can be restarted.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+    /// Argo Rollouts `argoproj.io/v1alpha1` Rollout (when that CRD is installed).
+    Rollout,
+}
+
+impl WorkloadKind {
+    /// The kind's name, as in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Rollout => "Rollout",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

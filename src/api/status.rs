@@ -12,7 +12,8 @@ pub struct VaultSecretStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready` tells whether the Secret holds the current content of every source.
+    /// `Ready` tells whether the Secret holds the current content of every source;
+    /// `RolloutRestart` whether the workloads of `spec.rollout` were restarted after its last change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
@@ -32,6 +33,11 @@ pub struct VaultSecretStatus {
     /// What was read from each source, in `spec.sources` order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceStatus>,
+
+    /// `secretHash` of content whose workload restarts (`spec.rollout`) have not all completed
+    /// yet. Kept here so a restart of the operator finishes them; cleared once they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rollout_hash: Option<String>,
 }
 
 /// What was read from one source.
@@ -50,9 +56,18 @@ pub struct SourceStatus {
 /// Type of the condition that tells whether the Secret is in sync.
 pub const READY: &str = "Ready";
 
+/// Type of the condition that tells whether the workloads of `spec.rollout` were restarted after
+/// the last change of the Secret's content.
+pub const ROLLOUT_RESTART: &str = "RolloutRestart";
+
 impl VaultSecretStatus {
     /// The `Ready` condition, if any.
     pub fn ready(&self) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == READY)
+    }
+
+    /// The `RolloutRestart` condition, if any.
+    pub fn rollout_restart(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == ROLLOUT_RESTART)
     }
 }

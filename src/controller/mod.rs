@@ -4,6 +4,7 @@ mod connection;
 mod error;
 mod identity;
 mod reconcile;
+mod restarts;
 mod schedule;
 mod secret;
 mod sources;
@@ -30,6 +31,7 @@ pub use crate::backoff::Backoff;
 
 use crate::api::VaultSecret;
 use crate::hash::HashKey;
+use crate::rollout;
 use crate::{MANAGED_BY_LABEL, MANAGER, vault};
 
 /// Operator-wide settings, built from the command line by `vaultsync run`.
@@ -56,6 +58,8 @@ pub struct Settings {
     pub hash_key_secret: String,
     /// Name reported on Events (e.g. the pod name).
     pub instance: Option<String>,
+    /// How long workload restarts wait for further changes (`spec.rollout.debounce` overrides it).
+    pub rollout_debounce: Duration,
 }
 
 /// Shared state of the controller, built once.
@@ -72,6 +76,8 @@ pub struct Context {
     pub hash_key: HashKey,
     /// Metadata (never data) of the Secrets vaultsync manages.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Debounced workload restarts (`spec.rollout`), shared by every reconcile.
+    pub rollouts: rollout::Rollouts,
     /// When each VaultSecret is due, and what it last saw. Small and in memory only.
     state: Mutex<HashMap<ObjectRef<VaultSecret>, SyncState>>,
 }
@@ -159,6 +165,11 @@ pub async fn run(
         controller: MANAGER.into(),
         instance: settings.instance.clone(),
     };
+    // Metrics: count `rollout_restarts_total{namespace, kind, result}` in this hook.
+    let on_restart: rollout::ResultHook = Arc::new(|_| {});
+    let restart_recorder = Recorder::new(client.clone(), reporter.clone());
+    let (rollouts, restart_reports) =
+        rollout::Rollouts::start(client.clone(), restart_recorder, settings.backoff, on_restart);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         vault: vault::Sessions::new(settings.vault_timeout, settings.backoff),
@@ -166,20 +177,24 @@ pub async fn run(
         hash_key,
         secrets,
         state: Mutex::new(HashMap::new()),
+        rollouts,
         settings,
     });
 
     let controller = Controller::new(vs_api, watcher::Config::default().any_semantic())
         .owns_stream(owned)
+        .reconcile_on(restart_reports)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
+    let rollouts_ctx = ctx.clone();
     let janitor_ctx = ctx.clone();
     let janitor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
             janitor_ctx.forget_missing(&store);
+            janitor_ctx.rollouts.retain(|key| store.get(key).is_some());
             janitor_ctx.vault.prune();
         }
     });
@@ -193,6 +208,7 @@ pub async fn run(
         })
         .await;
     janitor.abort();
+    rollouts_ctx.rollouts.stop();
     tracing::info!("vaultsync controller stopped");
     Ok(())
 }

@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 use super::error::{Error, Result};
 use super::secret::{self, Ownership};
 use super::identity::{self, Login};
+use super::restarts;
 use super::{Context, SyncState, connection, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
@@ -24,6 +25,7 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let vs = restarts::before_sync(vs, &ctx).await;
     let key = ObjectRef::from_obj(&*vs);
     let now = Instant::now();
     if let Some(wait) = ctx.not_due(&key, &vs, now) {
@@ -100,6 +102,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
             }
         }
     }
+    let existed = existing.is_some();
     let unchanged = existing.as_ref().is_some_and(|e| secret::up_to_date(e, &desired));
     let secret_version = if unchanged {
         existing.and_then(|e| e.resource_version())
@@ -126,6 +129,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
         (true, Some(t)) => Some(t),
         _ => Some(Time(jiff::Timestamp::now())),
     };
+    let pending_rollout_hash = restarts::pending_hash(vs, &previous, existed, &name, &desired.data_hash);
     let new = VaultSecretStatus {
         observed_generation: vs.metadata.generation,
         conditions: previous.conditions.clone(),
@@ -133,6 +137,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
         secret_name: Some(name),
         secret_hash: Some(desired.data_hash),
         sources: merged.sources,
+        pending_rollout_hash,
     };
     let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;

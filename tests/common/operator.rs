@@ -74,6 +74,7 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             namespace: OPERATOR_NS.into(),
             hash_key_secret: "vaultsync-hash-key".into(),
             instance: Some("e2e".into()),
+            rollout_debounce: Duration::from_secs(2),
         };
         configure(&mut settings);
         let kubeconfig = env.kubeconfig.clone();

@@ -8,6 +8,7 @@
 pub mod auth;
 mod logs;
 mod operator;
+mod restart;
 mod vault;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use vaultsync::api::VaultSecret;
 
 pub use logs::captured_logs;
 pub use operator::{Operator, operator, operator_with};
+pub use restart::restart_operator;
 pub use vault::Bao;
 
 /// Generous bound for anything event-driven: the machine is shared and slow under load.

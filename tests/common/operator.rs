@@ -84,8 +84,14 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
                 let rt = tokio::runtime::Runtime::new().expect("operator runtime");
                 rt.block_on(async move {
                     let client = client_for(&kubeconfig).await;
-                    if let Err(e) = vaultsync::controller::run(client, settings, std::future::pending()).await {
-                        panic!("operator stopped: {e:#}");
+                    // Runs again after each `restart_operator()`, with fresh memory.
+                    loop {
+                        let shutdown = super::restart::shutdown_signal();
+                        super::restart::started();
+                        let run = vaultsync::controller::run(client.clone(), settings.clone(), shutdown);
+                        if let Err(e) = run.await {
+                            panic!("operator stopped: {e:#}");
+                        }
                     }
                 });
             })

@@ -73,6 +73,37 @@ pub struct RunArgs {
     /// Instance name reported on Events.
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Where the operator serves `/metrics`, `/healthz`, `/readyz`, and how it logs.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address of the HTTP endpoints.
+    #[arg(long, env = "VAULTSYNC_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, env = "VAULTSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+    /// Elect a leader among replicas with a Lease in --namespace (`--leader-election=false` to run alone).
+    #[arg(long, env = "VAULTSYNC_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "VAULTSYNC_LEADER_ELECTION_LEASE", default_value = "vaultsync-leader")]
+    pub leader_election_lease: String,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "VAULTSYNC_LEADER_ELECTION_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_election_duration: Duration,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -80,8 +111,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
-    /// Checks every flag and turns them into controller settings.
-    pub fn into_settings(self) -> anyhow::Result<Settings> {
+    /// Checks every flag and splits them into controller settings and serving options.
+    pub fn into_settings(self) -> anyhow::Result<(Settings, ServeArgs)> {
         let RunArgs {
             vault_address,
             vault_ca_file,
@@ -96,6 +127,7 @@ impl RunArgs {
             hash_key_secret,
             instance,
             rollout_debounce,
+            serve,
         } = self;
         let vault_address = vault_address
             .as_deref()
@@ -123,7 +155,7 @@ impl RunArgs {
             rollout_debounce <= Duration::from_secs(600),
             "--rollout-debounce must be at most 10m"
         );
-        Ok(Settings {
+        let settings = Settings {
             vault_address,
             vault_ca_pem,
             vault_token: vault_token.filter(|t| !t.is_empty()),
@@ -138,6 +170,7 @@ impl RunArgs {
             hash_key_secret,
             instance,
             rollout_debounce,
-        })
+        };
+        Ok((settings, serve))
     }
 }

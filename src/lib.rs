@@ -5,6 +5,9 @@ pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod hash;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod rollout;
 pub mod vault;
 

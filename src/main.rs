@@ -1,8 +1,12 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vaultsync::cli::{Cli, Command};
+use vaultsync::cli::{Cli, Command, LogFormat, RunArgs};
+use vaultsync::http::{self, Readiness};
+use vaultsync::leader::LeaderElection;
+use vaultsync::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,10 +23,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            // vaultrs logs request details at debug level; keep it at warn unless asked.
-            let filter = EnvFilter::try_from_env("VAULTSYNC_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,vaultrs=warn,rustify=warn"));
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            init_logging(args.serve.log_format);
             match run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -34,10 +35,71 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: vaultsync::cli::RunArgs) -> anyhow::Result<()> {
-    let settings = args.into_settings()?;
+/// vaultrs logs request details at debug level; it stays at warn unless `VAULTSYNC_LOG` asks.
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_env("VAULTSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info,vaultrs=warn,rustify=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (settings, serve) = args.into_settings()?;
+    let metrics = Metrics::new()?;
+    let ready = Readiness::default();
+    let bound = http::serve(serve.metrics_address, metrics.clone(), ready.clone()).await?;
+    tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
     let client = kube::Client::try_default().await?;
-    vaultsync::controller::run(client, settings, shutdown_signal()).await
+
+    // `stop` turns true on SIGTERM/Ctrl-C, or when leadership is lost.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_signal = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.send_replace(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    if !serve.leader_election {
+        return vaultsync::controller::run(client, settings, metrics, ready, stopped()).await;
+    }
+    let identity = settings.instance.clone().unwrap_or_else(|| format!("vaultsync-{}", std::process::id()));
+    let election = Arc::new(LeaderElection::new(
+        client.clone(),
+        &settings.namespace,
+        &serve.leader_election_lease,
+        &identity,
+        serve.leader_election_duration,
+    ));
+    // A healthy standby is ready: it is doing its job, which is to wait.
+    ready.set(true);
+    tokio::select! {
+        () = election.acquire() => {}
+        () = stopped() => return Ok(()),
+    }
+    ready.set(false);
+    let holder = election.clone();
+    let on_loss = stop_tx.clone();
+    let lost = tokio::spawn(async move {
+        holder.hold().await;
+        on_loss.send_replace(true);
+    });
+    let result = vaultsync::controller::run(client, settings, metrics, ready, stopped()).await;
+    if lost.is_finished() {
+        anyhow::bail!("lost leadership; exiting so a fresh process can stand by");
+    }
+    lost.abort();
+    election.release().await;
+    result
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -16,8 +16,15 @@ use crate::vault::{Credential, Identity};
 #[derive(Clone)]
 pub enum Login {
     Operator(String),
-    Kubernetes { namespace: String, auth: KubernetesAuth },
-    AppRole { mount: String, role_id: String, secret_id: String },
+    Kubernetes {
+        namespace: String,
+        auth: KubernetesAuth,
+    },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: String,
+    },
     Token(String),
 }
 
@@ -26,10 +33,22 @@ impl Login {
     pub async fn credential(self, ctx: &Context) -> Result<Credential> {
         Ok(match self {
             Login::Operator(token) | Login::Token(token) => Credential::Token(token),
-            Login::AppRole { mount, role_id, secret_id } => Credential::AppRole { mount, role_id, secret_id },
+            Login::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => Credential::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            },
             Login::Kubernetes { namespace, auth } => {
                 let jwt = request_token(ctx, &namespace, &auth).await?;
-                Credential::Kubernetes { mount: auth.mount, role: auth.role, jwt }
+                Credential::Kubernetes {
+                    mount: auth.mount,
+                    role: auth.role,
+                    jwt,
+                }
             }
         })
     }
@@ -40,9 +59,14 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login
     let ns = vs.namespace().unwrap_or_default();
     match &vs.spec.auth {
         None => operator(&ns, ctx),
-        Some(Auth { kubernetes: Some(k), .. }) => {
+        Some(Auth {
+            kubernetes: Some(k), ..
+        }) => {
             let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-            let sa = api.get_opt(&k.service_account_name).await.map_err(Error::kube("read ServiceAccount"))?;
+            let sa = api
+                .get_opt(&k.service_account_name)
+                .await
+                .map_err(Error::kube("read ServiceAccount"))?;
             let sa = sa.ok_or_else(|| {
                 Error::ServiceAccountNotFound(format!(
                     "ServiceAccount {} (spec.auth.kubernetes.serviceAccountName) not found in namespace {ns}",
@@ -57,19 +81,46 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login
                 uid: sa.uid().unwrap_or_default(),
                 audiences: k.audiences.clone(),
             };
-            Ok((identity, Login::Kubernetes { namespace: ns, auth: k.clone() }))
+            Ok((
+                identity,
+                Login::Kubernetes {
+                    namespace: ns,
+                    auth: k.clone(),
+                },
+            ))
         }
         Some(Auth { app_role: Some(a), .. }) => {
             let (secret_id, secret_uid, secret_version) =
                 secret_value(ctx, &ns, &a.secret_id_ref, "spec.auth.appRole.secretIdRef").await?;
-            let identity =
-                Identity::AppRole { mount: a.mount.clone(), role_id: a.role_id.clone(), secret_uid, secret_version };
-            Ok((identity, Login::AppRole { mount: a.mount.clone(), role_id: a.role_id.clone(), secret_id }))
+            let identity = Identity::AppRole {
+                mount: a.mount.clone(),
+                role_id: a.role_id.clone(),
+                namespace: ns.clone(),
+                secret: a.secret_id_ref.name.clone(),
+                secret_uid,
+                secret_version,
+            };
+            Ok((
+                identity,
+                Login::AppRole {
+                    mount: a.mount.clone(),
+                    role_id: a.role_id.clone(),
+                    secret_id,
+                },
+            ))
         }
         Some(Auth { token: Some(t), .. }) => {
             let (token, secret_uid, secret_version) =
                 secret_value(ctx, &ns, &t.secret_ref, "spec.auth.token.secretRef").await?;
-            Ok((Identity::Token { secret_uid, secret_version }, Login::Token(token)))
+            Ok((
+                Identity::Token {
+                    namespace: ns.clone(),
+                    secret: t.secret_ref.name.clone(),
+                    secret_uid,
+                    secret_version,
+                },
+                Login::Token(token),
+            ))
         }
         Some(_) => Err(Error::InvalidSpec("spec.auth sets no method".into())),
     }
@@ -84,7 +135,9 @@ fn operator(ns: &str, ctx: &Context) -> Result<(Identity, Login)> {
         )));
     }
     let token = ctx.settings.vault_token.clone().ok_or_else(|| {
-        Error::NoIdentity("spec.auth is required: the operator was started without a Vault token (--vault-token-file)".into())
+        Error::NoIdentity(
+            "spec.auth is required: the operator was started without a Vault token (--vault-token-file)".into(),
+        )
     })?;
     Ok((Identity::Operator, Login::Operator(token)))
 }
@@ -101,26 +154,42 @@ async fn request_token(ctx: &Context, ns: &str, auth: &KubernetesAuth) -> Result
         },
         ..Default::default()
     };
-    let issued = api.create_token_request(&auth.service_account_name, &PostParams::default(), &request).await;
+    let issued = api
+        .create_token_request(&auth.service_account_name, &PostParams::default(), &request)
+        .await;
     let issued = issued.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => Error::ServiceAccountNotFound(format!(
             "ServiceAccount {} not found in namespace {ns}",
             auth.service_account_name
         )),
-        e => Error::Kube { action: "request ServiceAccount token", source: e },
+        e => Error::Kube {
+            action: "request ServiceAccount token",
+            source: e,
+        },
     })?;
-    issued.status.map(|s| s.token).ok_or_else(|| Error::InvalidSpec("the TokenRequest returned no token".into()))
+    issued
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| Error::InvalidSpec("the TokenRequest returned no token".into()))
 }
 
 /// The value at `r` and the Secret's uid and resourceVersion (which identify the credential).
 async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef, field: &str) -> Result<(String, String, String)> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = api.get_opt(&r.name).await.map_err(Error::kube("read credential Secret"))?;
-    let secret =
-        secret.ok_or_else(|| Error::CredentialSecret(format!("Secret {} ({field}) not found in namespace {ns}", r.name)))?;
+    let secret = api
+        .get_opt(&r.name)
+        .await
+        .map_err(Error::kube("read credential Secret"))?;
+    let secret = secret
+        .ok_or_else(|| Error::CredentialSecret(format!("Secret {} ({field}) not found in namespace {ns}", r.name)))?;
     let value = secret.data.as_ref().and_then(|d| d.get(&r.key));
-    let value = value.ok_or_else(|| Error::CredentialSecret(format!("Secret {} ({field}) has no key {:?}", r.name, r.key)))?;
+    let value =
+        value.ok_or_else(|| Error::CredentialSecret(format!("Secret {} ({field}) has no key {:?}", r.name, r.key)))?;
     let value = String::from_utf8(value.0.clone())
         .map_err(|_| Error::CredentialSecret(format!("Secret {} ({field}) key {:?} is not UTF-8", r.name, r.key)))?;
-    Ok((value.trim().to_owned(), secret.uid().unwrap_or_default(), secret.resource_version().unwrap_or_default()))
+    Ok((
+        value.trim().to_owned(),
+        secret.uid().unwrap_or_default(),
+        secret.resource_version().unwrap_or_default(),
+    ))
 }

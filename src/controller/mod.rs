@@ -3,6 +3,7 @@
 mod connection;
 mod error;
 mod identity;
+mod observe;
 mod reconcile;
 mod restarts;
 mod schedule;
@@ -25,12 +26,14 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use url::Url;
 
+pub use crate::backoff::Backoff;
 pub use error::{Error, Result};
 pub use reconcile::DEFAULT_REFRESH;
-pub use crate::backoff::Backoff;
 
 use crate::api::VaultSecret;
 use crate::hash::HashKey;
+use crate::http::Readiness;
+use crate::metrics::Metrics;
 use crate::rollout;
 use crate::{MANAGED_BY_LABEL, MANAGER, vault};
 
@@ -70,6 +73,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Authenticated Vault clients, one per (connection, identity).
     pub vault: vault::Sessions,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     /// Operator-wide settings.
     pub settings: Settings,
     /// Key of `status.secretHash`.
@@ -122,7 +127,16 @@ impl Context {
         self.lock().get(key).and_then(|s| s.secret_version.clone())
     }
 
-    /// Drops the state of VaultSecrets that no longer exist.
+    /// Drops the state, pending restarts and metric series of a deleted VaultSecret.
+    fn forget(&self, vs: &VaultSecret) {
+        let key = ObjectRef::from_obj(vs);
+        self.rollouts.cancel(&key);
+        self.lock().remove(&key);
+        self.metrics.forget(&vs.namespace().unwrap_or_default(), &vs.name_any());
+    }
+
+    /// Drops the state of VaultSecrets that no longer exist (deletions missed while a watch
+    /// was re-listing).
     fn forget_missing(&self, store: &Store<VaultSecret>) {
         self.lock().retain(|key, _| store.get(key).is_some());
     }
@@ -136,6 +150,8 @@ impl Context {
 pub async fn run(
     client: Client,
     settings: Settings,
+    metrics: Metrics,
+    ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let vs_api: Api<VaultSecret> = Api::all(client.clone());
@@ -165,14 +181,17 @@ pub async fn run(
         controller: MANAGER.into(),
         instance: settings.instance.clone(),
     };
-    // Metrics: count `rollout_restarts_total{namespace, kind, result}` in this hook.
-    let on_restart: rollout::ResultHook = Arc::new(|_| {});
+    let restarts = metrics.rollout_restarts.clone();
+    let on_restart: rollout::ResultHook = Arc::new(move |r: &rollout::RolloutResult<'_>| {
+        restarts.with_label_values(&[r.namespace, r.kind.as_str(), r.result]).inc();
+    });
     let restart_recorder = Recorder::new(client.clone(), reporter.clone());
     let (rollouts, restart_reports) =
         rollout::Rollouts::start(client.clone(), restart_recorder, settings.backoff, on_restart);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        vault: vault::Sessions::new(settings.vault_timeout, settings.backoff),
+        vault: vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()),
+        metrics,
         client,
         hash_key,
         secrets,
@@ -181,12 +200,24 @@ pub async fn run(
         settings,
     });
 
-    let controller = Controller::new(vs_api, watcher::Config::default().any_semantic())
+    // The VaultSecret watch also tells when one is deleted: its state and metric series go.
+    let (store, vs_writer) = reflector::store();
+    let deleted_ctx = ctx.clone();
+    let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(vs_writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Delete(vs)) => deleted_ctx.forget(vs),
+            // The first listing is complete: the controller knows every VaultSecret.
+            Ok(watcher::Event::InitDone) => ready.set(true),
+            _ => {}
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(vaultsecrets, store.clone())
         .owns_stream(owned)
         .reconcile_on(restart_reports)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
-    let store = controller.store();
     let rollouts_ctx = ctx.clone();
     let janitor_ctx = ctx.clone();
     let janitor = tokio::spawn(async move {

@@ -12,10 +12,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
-use super::secret::{self, Ownership};
 use super::identity::{self, Login};
 use super::restarts;
-use super::{Context, SyncState, connection, schedule, sources, status};
+use super::secret::{self, Ownership};
+use super::{Context, SyncState, connection, observe, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
 
@@ -35,7 +35,13 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
         Ok(interval) => interval,
         Err(e) => return report_failure(&vs, &ctx, key, e).await,
     };
-    match sync(&vs, &ctx).await {
+    let started = Instant::now();
+    let synced = sync(&vs, &ctx).await;
+    match &synced {
+        Ok(_) => ctx.observe_success(&vs, started.elapsed()),
+        Err(_) => ctx.observe_failure(&vs, started.elapsed()),
+    }
+    match synced {
         Ok(secret_version) => {
             let delay = schedule::refresh_delay(interval, &mut rand::rng());
             ctx.record(
@@ -107,7 +113,11 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let secret_version = if unchanged {
         existing.and_then(|e| e.resource_version())
     } else {
+        let rotation = observe::rotation_reason(existing.as_ref(), &desired, vs);
         let written = secret::write(&api, existing.as_ref(), &desired).await?;
+        if let Some(reason) = rotation {
+            ctx.observe_rotation(vs, reason);
+        }
         let (reason, note) = match adopted {
             true => (
                 "SecretAdopted",
@@ -146,14 +156,20 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
 
 /// Reads the sources as `identity`. A 403 on a token that was cached (it may have been revoked)
 /// drops it and retries once with a fresh login before reporting `PermissionDenied`.
-async fn read_sources(vs: &VaultSecret, ctx: &Context, conn: &Connection, identity: &Identity, login: Login) -> Result<sources::Merged> {
+async fn read_sources(
+    vs: &VaultSecret,
+    ctx: &Context,
+    conn: &Connection,
+    identity: &Identity,
+    login: Login,
+) -> Result<sources::Merged> {
     let retry_login = login.clone();
     let (handle, outcome) = ctx.vault.get(conn, identity, || login.credential(ctx)).await?;
-    match sources::read_all(&handle.client, &vs.spec.sources).await {
+    match sources::read_all(&handle.client, &vs.spec.sources, &ctx.metrics).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             ctx.vault.invalidate(conn, identity, &handle).await;
             let (handle, _) = ctx.vault.get(conn, identity, || retry_login.credential(ctx)).await?;
-            sources::read_all(&handle.client, &vs.spec.sources).await
+            sources::read_all(&handle.client, &vs.spec.sources, &ctx.metrics).await
         }
         result => result,
     }

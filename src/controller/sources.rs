@@ -8,6 +8,7 @@ use vaultrs::client::VaultClient;
 
 use super::error::{Error, Result};
 use crate::api::{Source, SourceStatus};
+use crate::metrics::Metrics;
 use crate::vault;
 
 /// Data read from all sources, merged, plus what the status may say about it.
@@ -35,14 +36,14 @@ pub fn source_name(source: &Source, index: usize) -> String {
 }
 
 /// Reads every source in order with `client` and merges them; a later source wins on a duplicate key.
-pub async fn read_all(client: &VaultClient, sources: &[Source]) -> Result<Merged> {
+pub async fn read_all(client: &VaultClient, sources: &[Source], metrics: &Metrics) -> Result<Merged> {
     let mut read = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
         let name = source_name(source, index);
         let Some(kv) = &source.kv else {
             return Err(Error::InvalidSpec(format!("source {name} sets no source kind")));
         };
-        let secret = vault::kv::read(client, kv).await?;
+        let secret = vault::observe(metrics, "read", vault::kv::read(client, kv)).await?;
         let data = select(secret.data, kv.keys.as_deref(), &name)?;
         read.push((
             SourceStatus {

@@ -55,6 +55,19 @@ impl Error {
         }
     }
 
+    /// The status class label for metrics: `4xx`, `5xx`, or `error` when there was no answer.
+    pub fn status_class(&self) -> &'static str {
+        match self {
+            Error::Unavailable { detail, .. } if detail.starts_with("HTTP") || detail.contains("sealed") => "5xx",
+            Error::Unavailable { .. } | Error::InvalidResponse { .. } | Error::Config(_) => "error",
+            Error::PermissionDenied { .. }
+            | Error::NotFound { .. }
+            | Error::RateLimited { .. }
+            | Error::Rejected { .. }
+            | Error::LoginFailed { .. } => "4xx",
+        }
+    }
+
     /// Whether retrying the same request later can succeed without a spec change.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Error::Config(_))

@@ -14,7 +14,11 @@ pub enum Credential {
     /// A ServiceAccount JWT for Vault's Kubernetes auth.
     Kubernetes { mount: String, role: String, jwt: String },
     /// AppRole role ID and secret ID.
-    AppRole { mount: String, role_id: String, secret_id: String },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -46,14 +50,25 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
     let (method, info) = match credential {
         Credential::Token(token) => {
             let client = client::build(conn, &token, timeout)?;
-            return Ok(Token { client, ttl: None, renewable: false, accessor: None });
+            return Ok(Token {
+                client,
+                ttl: None,
+                renewable: false,
+                accessor: None,
+            });
         }
-        Credential::Kubernetes { mount, role, jwt } => {
-            ("kubernetes", vaultrs::auth::kubernetes::login(&anonymous, &mount, &role, &jwt).await)
-        }
-        Credential::AppRole { mount, role_id, secret_id } => {
-            ("approle", vaultrs::auth::approle::login(&anonymous, &mount, &role_id, &secret_id).await)
-        }
+        Credential::Kubernetes { mount, role, jwt } => (
+            "kubernetes",
+            vaultrs::auth::kubernetes::login(&anonymous, &mount, &role, &jwt).await,
+        ),
+        Credential::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        } => (
+            "approle",
+            vaultrs::auth::approle::login(&anonymous, &mount, &role_id, &secret_id).await,
+        ),
     };
     let info = info.map_err(|e| login_error(e, address, method))?;
     token_from(conn, info, timeout)
@@ -71,18 +86,30 @@ pub async fn renew(client: &VaultClient, increment: Duration) -> Result<Duration
 fn token_from(conn: &Connection, info: AuthInfo, timeout: Duration) -> Result<Token> {
     let client = client::build(conn, &info.client_token, timeout)?;
     let ttl = (info.lease_duration > 0).then(|| Duration::from_secs(info.lease_duration));
-    Ok(Token { client, ttl, renewable: info.renewable, accessor: Some(info.accessor) })
+    Ok(Token {
+        client,
+        ttl,
+        renewable: info.renewable,
+        accessor: Some(info.accessor),
+    })
 }
 
 /// A refused login is `LoginFailed` (bad role, bad credential, ServiceAccount not bound), not a
 /// permission problem of the read that follows; an unreachable Vault stays `Unavailable`.
 fn login_error(err: vaultrs::error::ClientError, address: &str, method: &str) -> Error {
     match Error::from_client(err, address, &format!("{method} login")) {
-        Error::PermissionDenied { .. } => Error::LoginFailed { method: method.into(), detail: "permission denied".into() },
-        Error::Rejected { errors, .. } => Error::LoginFailed { method: method.into(), detail: errors },
-        Error::NotFound { .. } => {
-            Error::LoginFailed { method: method.into(), detail: "no such auth mount or role".into() }
-        }
+        Error::PermissionDenied { .. } => Error::LoginFailed {
+            method: method.into(),
+            detail: "permission denied".into(),
+        },
+        Error::Rejected { errors, .. } => Error::LoginFailed {
+            method: method.into(),
+            detail: errors,
+        },
+        Error::NotFound { .. } => Error::LoginFailed {
+            method: method.into(),
+            detail: "no such auth mount or role".into(),
+        },
         other => other,
     }
 }

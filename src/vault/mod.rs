@@ -6,6 +6,7 @@
 mod client;
 mod error;
 pub mod kv;
+pub mod lease;
 mod login;
 mod sessions;
 
@@ -45,7 +46,45 @@ pub enum Identity {
         audiences: Vec<String>,
     },
     /// AppRole auth with the secret ID from a Secret.
-    AppRole { mount: String, role_id: String, secret_uid: String, secret_version: String },
+    AppRole {
+        mount: String,
+        role_id: String,
+        namespace: String,
+        secret: String,
+        secret_uid: String,
+        secret_version: String,
+    },
     /// A token from a Secret.
-    Token { secret_uid: String, secret_version: String },
+    Token { namespace: String, secret: String, secret_uid: String, secret_version: String },
+}
+
+impl Identity {
+    /// A metric label that tells identities apart without anything secret in it.
+    pub fn label(&self) -> String {
+        match self {
+            Identity::Operator => "operator".into(),
+            Identity::Kubernetes { namespace, service_account, role, .. } => {
+                format!("kubernetes/{namespace}/{service_account}/{role}")
+            }
+            Identity::AppRole { namespace, secret, .. } => format!("approle/{namespace}/{secret}"),
+            Identity::Token { namespace, secret, .. } => format!("token/{namespace}/{secret}"),
+        }
+    }
+}
+
+/// Times `request` as Vault operation `operation` in `metrics`.
+pub(crate) async fn observe<T>(
+    metrics: &crate::metrics::Metrics,
+    operation: &str,
+    request: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    let status = match &result {
+        Ok(_) => "2xx",
+        Err(e) => e.status_class(),
+    };
+    metrics.vault_request_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+    metrics.vault_requests.with_label_values(&[operation, status]).inc();
+    result
 }

@@ -19,6 +19,8 @@ use vaultrs::client::VaultClient;
 
 use super::login::{self, Credential};
 use super::{Connection, Error, Identity};
+use crate::metrics::Metrics;
+use crate::vault;
 use crate::backoff::Backoff;
 
 /// A token is considered gone this long before it expires.
@@ -31,13 +33,26 @@ const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 pub struct Sessions {
     timeout: Duration,
     backoff: Backoff,
+    metrics: Metrics,
     entries: Mutex<HashMap<(Connection, Identity), Arc<Entry>>>,
 }
 
-#[derive(Default)]
 struct Entry {
     state: tokio::sync::Mutex<State>,
     last_used: Mutex<Option<Instant>>,
+    /// [`Identity::label`], for the token expiry metric.
+    label: String,
+    metrics: Metrics,
+}
+
+impl Entry {
+    /// Publishes when the current token expires.
+    fn report_expiry(&self, ttl: Option<Duration>) {
+        if let Some(ttl) = ttl {
+            let expires = jiff::Timestamp::now().as_second() as f64 + ttl.as_secs_f64();
+            self.metrics.vault_token_expiry.with_label_values(&[&self.label]).set(expires);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +72,18 @@ struct Session {
     renewable: bool,
     /// Renewal returned less than asked: the max TTL is near, log in again next time.
     capped: bool,
+}
+
+/// Keeps the current token usable if possible: `Some(outcome)` when the session can be used.
+async fn refresh(entry: &Entry, state: &mut State, now: Instant) -> Option<Outcome> {
+    let session = state.session.as_mut()?;
+    match session.plan(now) {
+        Plan::Use => return Some(Outcome::Cached),
+        Plan::Renew(ttl) if session.renew(ttl, now, entry).await => return Some(Outcome::Renewed),
+        Plan::Renew(_) | Plan::Login => {}
+    }
+    state.session = None;
+    None
 }
 
 /// Renews the entry's token at two thirds of its lifetime while the identity is in use. Ends when
@@ -83,7 +110,7 @@ async fn renew_in_background(entry: Weak<Entry>) {
         let keep = match state.session.as_mut() {
             Some(session) if last_used.is_some_and(|t| t > session.issued) => match session.plan(now) {
                 Plan::Use => true,
-                Plan::Renew(ttl) => session.renew(ttl, now).await,
+                Plan::Renew(ttl) => session.renew(ttl, now, &entry).await,
                 Plan::Login => false,
             },
             _ => false,
@@ -114,9 +141,10 @@ impl Session {
     }
 
     /// Renews the token asking for `ttl`; whether it is still usable afterwards.
-    async fn renew(&mut self, ttl: Duration, now: Instant) -> bool {
-        match login::renew(&self.client, ttl).await {
+    async fn renew(&mut self, ttl: Duration, now: Instant, entry: &Entry) -> bool {
+        match vault::observe(&entry.metrics, "renew", login::renew(&self.client, ttl)).await {
             Ok(granted) => {
+                entry.report_expiry(Some(granted));
                 tracing::debug!(granted = ?granted, "renewed Vault token");
                 self.capped = granted < ttl.mul_f64(0.9);
                 self.issued = now;
@@ -162,12 +190,8 @@ pub enum Outcome {
 
 impl Sessions {
     /// A pool whose requests time out after `timeout` and whose failed logins back off by `backoff`.
-    pub fn new(timeout: Duration, backoff: Backoff) -> Self {
-        Self {
-            timeout,
-            backoff,
-            entries: Mutex::new(HashMap::new()),
-        }
+    pub fn new(timeout: Duration, backoff: Backoff, metrics: Metrics) -> Self {
+        Self { timeout, backoff, metrics, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The client for `identity` at `conn`, logging in with the credential `credential` yields
@@ -185,7 +209,7 @@ impl Sessions {
         let entry = self.entry(conn, identity);
         let mut state = entry.state.lock().await;
         let now = Instant::now();
-        if let Some(outcome) = self.refresh(&mut state, now).await {
+        if let Some(outcome) = refresh(&entry, &mut state, now).await {
             let client = state.session.as_ref().map(|s| s.client.clone());
             if let Some(client) = client {
                 return Ok((Handle { client }, outcome));
@@ -197,8 +221,12 @@ impl Sessions {
             return Err(err.clone().into());
         }
         let credential = credential().await?;
-        match login::login(conn, credential, self.timeout).await {
+        let login = vault::observe(&self.metrics, "login", login::login(conn, credential, self.timeout)).await;
+        let result = if login.is_ok() { "success" } else { "failure" };
+        self.metrics.vault_logins.with_label_values(&[result]).inc();
+        match login {
             Ok(token) => {
+                entry.report_expiry(token.ttl);
                 let client = Arc::new(token.client);
                 if let Some(accessor) = &token.accessor {
                     tracing::debug!(accessor, ttl = ?token.ttl, "logged in to Vault");
@@ -227,17 +255,6 @@ impl Sessions {
         }
     }
 
-    /// Keeps the current token usable if possible: `Some(outcome)` when the session can be used.
-    async fn refresh(&self, state: &mut State, now: Instant) -> Option<Outcome> {
-        let session = state.session.as_mut()?;
-        match session.plan(now) {
-            Plan::Use => return Some(Outcome::Cached),
-            Plan::Renew(ttl) if session.renew(ttl, now).await => return Some(Outcome::Renewed),
-            Plan::Renew(_) | Plan::Login => {}
-        }
-        state.session = None;
-        None
-    }
 
     /// Drops the token of `handle` if it is still the current one (Vault refused it), so the
     /// next [`Sessions::get`] logs in again.
@@ -259,13 +276,27 @@ impl Sessions {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, e| {
             let last = *e.last_used.lock().unwrap_or_else(|e| e.into_inner());
-            last.is_some_and(|t| now.duration_since(t) < IDLE_LIMIT)
+            let keep = last.is_some_and(|t| now.duration_since(t) < IDLE_LIMIT);
+            if !keep {
+                let _ = self.metrics.vault_token_expiry.remove_label_values(&[&e.label]);
+            }
+            keep
         });
     }
 
     fn entry(&self, conn: &Connection, identity: &Identity) -> Arc<Entry> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry((conn.clone(), identity.clone())).or_default().clone();
+        let entry = entries
+            .entry((conn.clone(), identity.clone()))
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    state: Default::default(),
+                    last_used: Mutex::new(None),
+                    label: identity.label(),
+                    metrics: self.metrics.clone(),
+                })
+            })
+            .clone();
         *entry.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         entry
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use vaultsync::controller::{Backoff, Settings};
+use vaultsync::http::{self, Readiness};
+use vaultsync::metrics::Metrics;
 use xtask::Env;
 
 use super::Bao;
@@ -14,6 +16,8 @@ use super::Bao;
 pub struct Operator {
     pub env: &'static Env,
     pub bao: Bao,
+    /// Base URL of the operator's `/metrics`, `/healthz` and `/readyz`.
+    pub http: String,
 }
 
 static OPERATOR: OnceLock<Operator> = OnceLock::new();
@@ -78,17 +82,31 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
         };
         configure(&mut settings);
         let kubeconfig = env.kubeconfig.clone();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("vaultsync-operator".into())
             .spawn(move || {
                 let rt = tokio::runtime::Runtime::new().expect("operator runtime");
                 rt.block_on(async move {
+                    let metrics = Metrics::new().expect("metrics registry");
+                    let ready = Readiness::default();
+                    let localhost = "127.0.0.1:0".parse().expect("address");
+                    let bound = http::serve(localhost, metrics.clone(), ready.clone())
+                        .await
+                        .expect("serve /metrics");
+                    bound_tx.send(bound).expect("report the metrics address");
                     let client = client_for(&kubeconfig).await;
                     // Runs again after each `restart_operator()`, with fresh memory.
                     loop {
                         let shutdown = super::restart::shutdown_signal();
                         super::restart::started();
-                        let run = vaultsync::controller::run(client.clone(), settings.clone(), shutdown);
+                        let run = vaultsync::controller::run(
+                            client.clone(),
+                            settings.clone(),
+                            metrics.clone(),
+                            ready.clone(),
+                            shutdown,
+                        );
                         if let Err(e) = run.await {
                             panic!("operator stopped: {e:#}");
                         }
@@ -96,14 +114,26 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
                 });
             })
             .expect("spawn operator thread");
+        let bound = bound_rx.recv().expect("the operator thread serves /metrics");
         Operator {
             env,
             bao: Bao::new(env),
+            http: format!("http://{bound}"),
         }
     })
 }
 
 impl Operator {
+    /// GET `path` (`/metrics`, `/healthz`, `/readyz`) from the operator's HTTP endpoints:
+    /// (status code, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.http))
+            .await
+            .expect("GET the operator's HTTP endpoint");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("response body"))
+    }
+
     /// An admin client for the calling test's runtime.
     pub async fn client(&self) -> Client {
         client_for(&self.env.kubeconfig).await

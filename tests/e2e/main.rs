@@ -9,6 +9,7 @@ mod common;
 
 mod errors;
 mod install;
+mod metrics;
 mod ownership;
 mod sync;
 mod validation;

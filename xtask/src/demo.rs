@@ -68,6 +68,7 @@ fn demo(env: &Env, root: &Path) -> Result<()> {
             // The demo reads with the operator's own token, allowed for `default` only; real
             // setups give each namespace its own identity with spec.auth.
             .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "default")
+            .env("VAULTSYNC_METRICS_ADDRESS", "127.0.0.1:0")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -1,0 +1,155 @@
+//! Two operator replicas as real processes: one leads, the other stands by and takes over when
+//! the leader dies, without rewriting Secrets; a leader shutting down releases the Lease.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use xtask::Env;
+
+const OPERATOR_NS: &str = "vaultsync-system";
+const LEASE: &str = "vaultsync-leader";
+/// Short for the test; the default is 15 s.
+const LEASE_DURATION: &str = "6s";
+
+/// A replica process, killed when the test ends however it ends.
+struct Replica {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_replica(env: &Env, name: &'static str) -> Replica {
+    let log = std::fs::File::create(env.dir.join(format!("logs/{name}.log"))).expect("replica log");
+    let child = Command::new(env!("CARGO_BIN_EXE_vaultsync"))
+        .arg("run")
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
+        .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
+        .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "*")
+        .env("VAULTSYNC_METRICS_ADDRESS", "127.0.0.1:0")
+        .env("VAULTSYNC_LEADER_ELECTION_DURATION", LEASE_DURATION)
+        .env("VAULTSYNC_RETRY_MAX", "4s")
+        .env("POD_NAME", name)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start a replica");
+    Replica { name, child }
+}
+
+fn kubectl(env: &Env, args: &[&str]) {
+    let out = env.kubectl().args(args).output().expect("kubectl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || err.contains("AlreadyExists"), "kubectl {args:?}: {err}");
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
+}
+
+/// Polls `check` every 200 ms for at most `limit`.
+async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn value(secret: &Secret, key: &str) -> Option<String> {
+    secret.data.as_ref()?.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
+    let env = Env::shared();
+    kubectl(env, &["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml")]);
+    kubectl(env, &["wait", "--for=condition=established", "--timeout=60s", "crd/vaultsecrets.vaultsync.dev"]);
+    kubectl(env, &["create", "namespace", OPERATOR_NS]);
+    kubectl(env, &["create", "namespace", "ha"]);
+    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "ha");
+
+    let bao = |args: &[&str]| assert!(env.bao().args(args).output().expect("bao").status.success(), "bao {args:?}");
+    bao(&["kv", "put", "-mount=secret", "ha/app", "password=before"]);
+    let mut replicas = vec![start_replica(env, "replica-a"), start_replica(env, "replica-b")];
+    let vs: serde_json::Value = json!({
+        "apiVersion": "vaultsync.dev/v1alpha1", "kind": "VaultSecret",
+        "metadata": {"name": "app", "namespace": "ha"},
+        "spec": {"sources": [{"kv": {"mount": "secret", "path": "ha/app"}}], "refresh": {"interval": "10s"}},
+    });
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "ha",
+        &kube::api::ApiResource::erase::<vaultsync::api::VaultSecret>(&()),
+    );
+    api.create(&PostParams::default(), &serde_json::from_value(vs).expect("object")).await.expect("create VaultSecret");
+
+    let synced = eventually("the first sync", Duration::from_secs(60), async || {
+        let s = secrets.get_opt("app").await.ok().flatten()?;
+        (value(&s, "password").as_deref() == Some("before")).then_some(s)
+    })
+    .await;
+    let leader = eventually("a leader", Duration::from_secs(30), async || holder(&leases).await).await;
+    let index = replicas.iter().position(|r| r.name == leader).expect("the leader is one of the replicas");
+    let standby = replicas[1 - index].name;
+
+    // Kill the leader without warning: no release, the standby must wait the Lease out.
+    let killed_at = std::time::Instant::now();
+    replicas.remove(index);
+    let new_leader = eventually("the standby to take over", Duration::from_secs(60), async || {
+        holder(&leases).await.filter(|h| h == standby)
+    })
+    .await;
+    println!("{new_leader} took over {:.1?} after {leader} was killed", killed_at.elapsed());
+
+    // The new leader re-checks every VaultSecret and finds nothing to write.
+    let refresh_reads = |env: &Env| {
+        let log = std::fs::read_to_string(env.dir.join("openbao-audit.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains("\"type\":\"response\"") && l.contains("secret/data/ha/app")).count()
+    };
+    let reads = refresh_reads(env);
+    eventually("the new leader to read the source", Duration::from_secs(30), async || {
+        (refresh_reads(env) > reads).then_some(())
+    })
+    .await;
+    let after = secrets.get("app").await.expect("Secret");
+    assert_eq!(after.metadata.resource_version, synced.metadata.resource_version, "takeover rewrote the Secret");
+
+    // And it does the job: a change reaches the Secret.
+    bao(&["kv", "put", "-mount=secret", "ha/app", "password=after"]);
+    eventually("the new leader to sync a change", Duration::from_secs(60), async || {
+        let s = secrets.get_opt("app").await.ok().flatten()?;
+        (value(&s, "password").as_deref() == Some("after")).then_some(())
+    })
+    .await;
+
+    // A leader asked to stop releases the Lease at once.
+    let last = &replicas[0];
+    let status = Command::new("kill").args(["-TERM", &last.child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    eventually("the Lease to be released", Duration::from_secs(20), async || {
+        holder(&leases).await.is_none().then_some(())
+    })
+    .await;
+}

@@ -70,6 +70,13 @@ pub struct RunArgs {
     /// one workload together restart it once (`spec.rollout.debounce` overrides it).
     #[arg(long, env = "VAULTSYNC_ROLLOUT_DEBOUNCE", default_value = "5s", value_parser = duration)]
     pub rollout_debounce: Duration,
+    /// Refresh interval of VaultSecrets that set no `spec.refresh.interval`.
+    #[arg(long, env = "VAULTSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub default_refresh_interval: Duration,
+    /// Reconcile only VaultSecrets in this namespace; all namespaces when empty. (One namespace
+    /// for now: run one operator per namespace to cover several.)
+    #[arg(long, env = "VAULTSYNC_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
     /// Instance name reported on Events.
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -127,6 +134,8 @@ impl RunArgs {
             hash_key_secret,
             instance,
             rollout_debounce,
+            default_refresh_interval,
+            watch_namespaces,
             serve,
         } = self;
         let vault_address = vault_address
@@ -152,6 +161,14 @@ impl RunArgs {
         anyhow::ensure!(retry_base <= retry_max, "--retry-base must not exceed --retry-max");
         anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
         anyhow::ensure!(
+            watch_namespaces.iter().filter(|n| !n.is_empty()).count() <= 1,
+            "--watch-namespaces takes one namespace for now (or none for all)"
+        );
+        anyhow::ensure!(
+            default_refresh_interval >= Duration::from_secs(10),
+            "--default-refresh-interval must be at least 10s"
+        );
+        anyhow::ensure!(
             rollout_debounce <= Duration::from_secs(600),
             "--rollout-debounce must be at most 10m"
         );
@@ -170,7 +187,49 @@ impl RunArgs {
             hash_key_secret,
             instance,
             rollout_debounce,
+            default_refresh: default_refresh_interval,
+            watch_namespaces: watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
         };
         Ok((settings, serve))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<(Settings, ServeArgs)> {
+        let cli = Cli::try_parse_from([&["vaultsync", "run"], args].concat())?;
+        match cli.command {
+            Command::Run(args) => args.into_settings(),
+            Command::Crd => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_safe_and_flags_are_checked() {
+        let (settings, serve) = parse(&[]).unwrap();
+        assert!(
+            settings.default_identity_namespaces.is_empty(),
+            "the operator's own identity is off by default"
+        );
+        assert!(settings.watch_namespaces.is_empty(), "all namespaces by default");
+        assert_eq!(settings.default_refresh, Duration::from_secs(3600));
+        assert!(serve.leader_election);
+        let (settings, serve) = parse(&[
+            "--watch-namespaces",
+            "team-a",
+            "--default-refresh-interval",
+            "15m",
+            "--leader-election=false",
+        ])
+        .unwrap();
+        assert_eq!(settings.watch_namespaces, ["team-a"]);
+        assert_eq!(settings.default_refresh, Duration::from_secs(900));
+        assert!(!serve.leader_election);
+        assert!(parse(&["--watch-namespaces", "a,b"]).is_err(), "one namespace for now");
+        assert!(parse(&["--default-refresh-interval", "1s"]).is_err());
+        assert!(parse(&["--vault-address", "vault:8200"]).is_err());
+        assert!(parse(&["--retry-base", "10m", "--retry-max", "1m"]).is_err());
     }
 }

@@ -23,7 +23,12 @@ pub struct LeaderElection {
 impl LeaderElection {
     /// Competes for Lease `name` in `namespace` as `identity`, with a lease of `duration`.
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration }
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+        }
     }
 
     /// Returns once this participant holds the Lease.
@@ -36,7 +41,11 @@ impl LeaderElection {
                     return;
                 }
                 Ok(false) if !announced => {
-                    tracing::info!(identity = self.identity, lease = self.name, "standing by: another replica leads");
+                    tracing::info!(
+                        identity = self.identity,
+                        lease = self.name,
+                        "standing by: another replica leads"
+                    );
                     announced = true;
                 }
                 Ok(false) => {}
@@ -63,7 +72,9 @@ impl LeaderElection {
 
     /// Gives the Lease up so a standby can take over at once.
     pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return;
@@ -88,7 +99,10 @@ impl LeaderElection {
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.identity.clone()),
                     lease_duration_seconds: Some(seconds),
@@ -119,7 +133,8 @@ impl LeaderElection {
 
 /// Whether someone holds the Lease and renewed it within its duration.
 fn held(spec: &LeaseSpec) -> bool {
-    let (Some(_), Some(renewed), Some(seconds)) = (&spec.holder_identity, &spec.renew_time, spec.lease_duration_seconds)
+    let (Some(_), Some(renewed), Some(seconds)) =
+        (&spec.holder_identity, &spec.renew_time, spec.lease_duration_seconds)
     else {
         return false;
     };

@@ -72,7 +72,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !serve.leader_election {
         return vaultsync::controller::run(client, settings, metrics, ready, stopped()).await;
     }
-    let identity = settings.instance.clone().unwrap_or_else(|| format!("vaultsync-{}", std::process::id()));
+    let identity = settings
+        .instance
+        .clone()
+        .unwrap_or_else(|| format!("vaultsync-{}", std::process::id()));
     let election = Arc::new(LeaderElection::new(
         client.clone(),
         &settings.namespace,

@@ -4,7 +4,8 @@
 //! never error text and never anything secret.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric vaultsync exposes.
@@ -72,11 +73,7 @@ impl Metrics {
                 "Unix time when the earliest lease or certificate in the Secret expires",
                 OBJECT,
             )?,
-            syncs: counter(
-                "vaultsync_syncs_total",
-                "Syncs by result (success, error)",
-                &["result"],
-            )?,
+            syncs: counter("vaultsync_syncs_total", "Syncs by result (success, error)", &["result"])?,
             sync_duration: Histogram::with_opts(
                 HistogramOpts::new("vaultsync_sync_duration_seconds", "Duration of one sync").buckets(buckets()),
             )?,
@@ -211,7 +208,9 @@ mod tests {
         m.vault_request_duration.with_label_values(&["read"]).observe(0.1);
         m.vault_logins.with_label_values(&["success"]).inc();
         m.vault_token_expiry.with_label_values(&["operator"]).set(1.0);
-        m.rollout_restarts.with_label_values(&["ns", "Deployment", "success"]).inc();
+        m.rollout_restarts
+            .with_label_values(&["ns", "Deployment", "success"])
+            .inc();
         let mut registered = m.names();
         registered.sort();
 

@@ -28,7 +28,6 @@ use url::Url;
 
 pub use crate::backoff::Backoff;
 pub use error::{Error, Result};
-pub use reconcile::DEFAULT_REFRESH;
 
 use crate::api::VaultSecret;
 use crate::hash::HashKey;
@@ -63,6 +62,10 @@ pub struct Settings {
     pub instance: Option<String>,
     /// How long workload restarts wait for further changes (`spec.rollout.debounce` overrides it).
     pub rollout_debounce: Duration,
+    /// `spec.refresh.interval` when a VaultSecret sets none.
+    pub default_refresh: Duration,
+    /// Namespaces whose VaultSecrets are reconciled; empty means all.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// Shared state of the controller, built once.
@@ -146,6 +149,17 @@ impl Context {
     }
 }
 
+/// An API for `K` in `namespace`, or in all namespaces.
+fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
 /// Runs the controller until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -154,7 +168,9 @@ pub async fn run(
     ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let vs_api: Api<VaultSecret> = Api::all(client.clone());
+    // One namespace, or all of them.
+    let scope = settings.watch_namespaces.first().cloned();
+    let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());
     vs_api.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list VaultSecrets ({e}); is the CRD installed? (`vaultsync crd | kubectl apply -f -`)")
     })?;
@@ -170,7 +186,7 @@ pub async fn run(
 
     let (secrets, writer) = reflector::store();
     let owned = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        scoped::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
@@ -183,7 +199,9 @@ pub async fn run(
     };
     let restarts = metrics.rollout_restarts.clone();
     let on_restart: rollout::ResultHook = Arc::new(move |r: &rollout::RolloutResult<'_>| {
-        restarts.with_label_values(&[r.namespace, r.kind.as_str(), r.result]).inc();
+        restarts
+            .with_label_values(&[r.namespace, r.kind.as_str(), r.result])
+            .inc();
     });
     let restart_recorder = Recorder::new(client.clone(), reporter.clone());
     let (rollouts, restart_reports) =

@@ -17,7 +17,10 @@ impl Context {
         self.metrics.sync_duration.observe(elapsed.as_secs_f64());
         self.metrics.secret_ready.with_label_values(&[&ns, &name]).set(1);
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-        self.metrics.secret_last_success.with_label_values(&[&ns, &name]).set(now);
+        self.metrics
+            .secret_last_success
+            .with_label_values(&[&ns, &name])
+            .set(now);
         self.metrics.managed_secrets.set(self.secrets.state().len() as i64);
     }
 
@@ -40,10 +43,16 @@ impl Context {
 /// since the last sync) or `restored` (someone changed the Secret); `None` when only metadata
 /// changes.
 pub(super) fn rotation_reason(existing: Option<&Secret>, desired: &Desired, vs: &VaultSecret) -> Option<&'static str> {
-    let Some(existing) = existing else { return Some("created") };
+    let Some(existing) = existing else {
+        return Some("created");
+    };
     if existing.data == desired.secret.data {
         return None;
     }
     let last_hash = vs.status.as_ref().and_then(|s| s.secret_hash.as_deref());
-    if last_hash == Some(desired.data_hash.as_str()) { Some("restored") } else { Some("changed") }
+    if last_hash == Some(desired.data_hash.as_str()) {
+        Some("restored")
+    } else {
+        Some("changed")
+    }
 }

@@ -19,11 +19,10 @@ use super::{Context, SyncState, connection, observe, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
 
-/// Default `spec.refresh.interval`.
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
-
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
+/// Every log line inside carries the VaultSecret's namespace and name.
+#[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
     let vs = restarts::before_sync(vs, &ctx).await;
     let key = ObjectRef::from_obj(&*vs);
@@ -31,7 +30,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
     if let Some(wait) = ctx.not_due(&key, &vs, now) {
         return Ok(Action::requeue(wait));
     }
-    let interval = match refresh_interval(&vs) {
+    let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
         Ok(interval) => interval,
         Err(e) => return report_failure(&vs, &ctx, key, e).await,
     };
@@ -66,9 +65,9 @@ pub fn error_policy(vs: Arc<VaultSecret>, err: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(ctx.settings.backoff.delay(failures, &mut rand::rng()))
 }
 
-fn refresh_interval(vs: &VaultSecret) -> Result<Duration> {
+fn refresh_interval(vs: &VaultSecret, default: Duration) -> Result<Duration> {
     match &vs.spec.refresh.interval {
-        None => Ok(DEFAULT_REFRESH),
+        None => Ok(default),
         Some(text) => {
             let interval =
                 parse_duration(text).map_err(|e| Error::InvalidSpec(format!("spec.refresh.interval: {e}")))?;

@@ -88,26 +88,49 @@ async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec
     let result = request.with_middleware(client.middle()).exec(client.http()).await;
     match result {
         Ok(response) => Ok(response.raw()),
-        Err(e) => Err(Error::from_client(vaultrs::error::ClientError::RestClientError { source: e }, &address, operation)),
+        Err(e) => Err(Error::from_client(
+            vaultrs::error::ClientError::RestClientError { source: e },
+            &address,
+            operation,
+        )),
     }
 }
 
 fn parse_envelope(bytes: &[u8], operation: &str) -> Result<Envelope> {
-    serde_json::from_slice(bytes)
-        .map_err(|_| Error::InvalidResponse { operation: operation.into(), detail: "the response is not a Vault secret".into() })
+    serde_json::from_slice(bytes).map_err(|_| Error::InvalidResponse {
+        operation: operation.into(),
+        detail: "the response is not a Vault secret".into(),
+    })
 }
 
 /// Reads (GET) or writes (POST/PUT with `params`) `mount/path` and keeps the lease envelope.
-pub async fn issue(client: &VaultClient, method: &str, mount: &str, path: &str, params: &BTreeMap<String, Value>) -> Result<Leased> {
+pub async fn issue(
+    client: &VaultClient,
+    method: &str,
+    mount: &str,
+    path: &str,
+    params: &BTreeMap<String, Value>,
+) -> Result<Leased> {
     let operation = format!("{method} {mount}/{path}");
     let (method, body) = match method {
         "GET" => (RequestMethod::GET, None),
         "PUT" => (RequestMethod::PUT, Some(json!(params))),
         _ => (RequestMethod::POST, Some(json!(params))),
     };
-    let bytes = send(client, &operation, Raw { path: format!("{mount}/{path}"), method, body }).await?;
+    let bytes = send(
+        client,
+        &operation,
+        Raw {
+            path: format!("{mount}/{path}"),
+            method,
+            body,
+        },
+    )
+    .await?;
     let envelope = parse_envelope(&bytes, &operation)?;
-    let data = envelope.data.ok_or_else(|| Error::NotFound { what: operation.clone() })?;
+    let data = envelope.data.ok_or_else(|| Error::NotFound {
+        what: operation.clone(),
+    })?;
     Ok(Leased {
         lease_id: envelope.lease_id,
         duration: Duration::from_secs(envelope.lease_duration),
@@ -119,16 +142,26 @@ pub async fn issue(client: &VaultClient, method: &str, mount: &str, path: &str, 
 /// `sys/leases/renew`, asking for `increment`.
 pub async fn renew(client: &VaultClient, lease_id: &str, increment: Duration) -> Result<Renewed> {
     let body = json!({"lease_id": lease_id, "increment": increment.as_secs()});
-    let request = Raw { path: "sys/leases/renew".into(), method: RequestMethod::PUT, body: Some(body) };
+    let request = Raw {
+        path: "sys/leases/renew".into(),
+        method: RequestMethod::PUT,
+        body: Some(body),
+    };
     let bytes = send(client, "renew lease", request).await?;
     let envelope = parse_envelope(&bytes, "renew lease")?;
-    Ok(Renewed { duration: Duration::from_secs(envelope.lease_duration), renewable: envelope.renewable })
+    Ok(Renewed {
+        duration: Duration::from_secs(envelope.lease_duration),
+        renewable: envelope.renewable,
+    })
 }
 
 /// `sys/leases/revoke`. A lease that no longer exists counts as revoked.
 pub async fn revoke(client: &VaultClient, lease_id: &str) -> Result<()> {
-    let request =
-        Raw { path: "sys/leases/revoke".into(), method: RequestMethod::PUT, body: Some(json!({"lease_id": lease_id})) };
+    let request = Raw {
+        path: "sys/leases/revoke".into(),
+        method: RequestMethod::PUT,
+        body: Some(json!({"lease_id": lease_id})),
+    };
     match send(client, "revoke lease", request).await {
         Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),

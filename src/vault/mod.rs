@@ -55,7 +55,12 @@ pub enum Identity {
         secret_version: String,
     },
     /// A token from a Secret.
-    Token { namespace: String, secret: String, secret_uid: String, secret_version: String },
+    Token {
+        namespace: String,
+        secret: String,
+        secret_uid: String,
+        secret_version: String,
+    },
 }
 
 impl Identity {
@@ -63,7 +68,12 @@ impl Identity {
     pub fn label(&self) -> String {
         match self {
             Identity::Operator => "operator".into(),
-            Identity::Kubernetes { namespace, service_account, role, .. } => {
+            Identity::Kubernetes {
+                namespace,
+                service_account,
+                role,
+                ..
+            } => {
                 format!("kubernetes/{namespace}/{service_account}/{role}")
             }
             Identity::AppRole { namespace, secret, .. } => format!("approle/{namespace}/{secret}"),
@@ -84,7 +94,10 @@ pub(crate) async fn observe<T>(
         Ok(_) => "2xx",
         Err(e) => e.status_class(),
     };
-    metrics.vault_request_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+    metrics
+        .vault_request_duration
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
     metrics.vault_requests.with_label_values(&[operation, status]).inc();
     result
 }

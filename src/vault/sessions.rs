@@ -19,9 +19,9 @@ use vaultrs::client::VaultClient;
 
 use super::login::{self, Credential};
 use super::{Connection, Error, Identity};
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::vault;
-use crate::backoff::Backoff;
 
 /// A token is considered gone this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(3);
@@ -50,7 +50,10 @@ impl Entry {
     fn report_expiry(&self, ttl: Option<Duration>) {
         if let Some(ttl) = ttl {
             let expires = jiff::Timestamp::now().as_second() as f64 + ttl.as_secs_f64();
-            self.metrics.vault_token_expiry.with_label_values(&[&self.label]).set(expires);
+            self.metrics
+                .vault_token_expiry
+                .with_label_values(&[&self.label])
+                .set(expires);
         }
     }
 }
@@ -191,7 +194,12 @@ pub enum Outcome {
 impl Sessions {
     /// A pool whose requests time out after `timeout` and whose failed logins back off by `backoff`.
     pub fn new(timeout: Duration, backoff: Backoff, metrics: Metrics) -> Self {
-        Self { timeout, backoff, metrics, entries: Mutex::new(HashMap::new()) }
+        Self {
+            timeout,
+            backoff,
+            metrics,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The client for `identity` at `conn`, logging in with the credential `credential` yields
@@ -254,7 +262,6 @@ impl Sessions {
             }
         }
     }
-
 
     /// Drops the token of `handle` if it is still the current one (Vault refused it), so the
     /// next [`Sessions::get`] logs in again.

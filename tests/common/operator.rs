@@ -79,6 +79,8 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             hash_key_secret: "vaultsync-hash-key".into(),
             instance: Some("e2e".into()),
             rollout_debounce: Duration::from_secs(2),
+            default_refresh: Duration::from_secs(3600),
+            watch_namespaces: Vec::new(),
         };
         configure(&mut settings);
         let kubeconfig = env.kubeconfig.clone();

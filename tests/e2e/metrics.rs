@@ -7,7 +7,9 @@ use crate::common::{TestNs, has_value, within};
 /// The value of the series `name{labels}` in a Prometheus text scrape (labels given in the
 /// order Prometheus prints them: alphabetical).
 fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -28,7 +30,12 @@ async fn metrics_follow_a_sync_a_rotation_and_a_failure_and_vanish_with_the_vaul
     op.bao.put(&t.path("m"), &[("k", "one")]);
     let spec = json!({"sources": [{"kv": {"mount": "secret", "path": t.path("m")}}], "refresh": {"interval": "10s"}});
     t.create_vs("good", spec).await.expect("create good");
-    t.create_vs("bad", json!({"sources": [{"kv": {"mount": "secret", "path": t.path("absent")}}]})).await.expect("create bad");
+    t.create_vs(
+        "bad",
+        json!({"sources": [{"kv": {"mount": "secret", "path": t.path("absent")}}]}),
+    )
+    .await
+    .expect("create bad");
     t.wait_secret("good", "first sync", has_value("k", "one")).await;
     t.wait_ready("bad", "False", "NotFound").await;
     op.bao.put(&t.path("m"), &[("k", "two")]);
@@ -45,20 +52,43 @@ async fn metrics_follow_a_sync_a_rotation_and_a_failure_and_vanish_with_the_vaul
     };
     expect(format!("vaultsync_secret_ready{good}"), &|v| v == 1.0);
     expect(format!("vaultsync_secret_ready{bad}"), &|v| v == 0.0);
-    expect(format!("vaultsync_secret_last_success_timestamp_seconds{good}"), &|v| v > 1.7e9);
-    expect(format!("vaultsync_rotations_total{{name=\"good\",namespace=\"{ns}\",reason=\"created\"}}"), &|v| v == 1.0);
-    expect(format!("vaultsync_rotations_total{{name=\"good\",namespace=\"{ns}\",reason=\"changed\"}}"), &|v| v == 1.0);
+    expect(format!("vaultsync_secret_last_success_timestamp_seconds{good}"), &|v| {
+        v > 1.7e9
+    });
+    expect(
+        format!("vaultsync_rotations_total{{name=\"good\",namespace=\"{ns}\",reason=\"created\"}}"),
+        &|v| v == 1.0,
+    );
+    expect(
+        format!("vaultsync_rotations_total{{name=\"good\",namespace=\"{ns}\",reason=\"changed\"}}"),
+        &|v| v == 1.0,
+    );
     expect("vaultsync_syncs_total{result=\"success\"}".into(), &|v| v >= 2.0);
     expect("vaultsync_syncs_total{result=\"error\"}".into(), &|v| v >= 1.0);
     expect("vaultsync_sync_duration_seconds_count".into(), &|v| v >= 3.0);
-    expect("vaultsync_vault_requests_total{operation=\"read\",status=\"2xx\"}".into(), &|v| v >= 2.0);
-    expect("vaultsync_vault_requests_total{operation=\"read\",status=\"4xx\"}".into(), &|v| v >= 1.0);
-    expect("vaultsync_vault_request_duration_seconds_count{operation=\"read\"}".into(), &|v| v >= 3.0);
+    expect(
+        "vaultsync_vault_requests_total{operation=\"read\",status=\"2xx\"}".into(),
+        &|v| v >= 2.0,
+    );
+    expect(
+        "vaultsync_vault_requests_total{operation=\"read\",status=\"4xx\"}".into(),
+        &|v| v >= 1.0,
+    );
+    expect(
+        "vaultsync_vault_request_duration_seconds_count{operation=\"read\"}".into(),
+        &|v| v >= 3.0,
+    );
     expect("vaultsync_vault_logins_total{result=\"success\"}".into(), &|v| v >= 1.0);
     expect("vaultsync_managed_secrets".into(), &|v| v >= 1.0);
-    expect(format!("vaultsync_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), &|v| v == 1.0);
+    expect(
+        format!("vaultsync_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+        &|v| v == 1.0,
+    );
 
-    t.vaultsecrets().delete("good", &Default::default()).await.expect("delete good");
+    t.vaultsecrets()
+        .delete("good", &Default::default())
+        .await
+        .expect("delete good");
     within("the deleted VaultSecret's series to go", async {
         loop {
             let (_, scrape) = op.get("/metrics").await;

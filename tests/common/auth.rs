@@ -45,15 +45,7 @@ pub fn setup(op: &Operator) {
 
 fn configure(op: &Operator) {
     let env = op.env;
-    let mut apply = env
-        .kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    std::io::Write::write_all(apply.stdin.as_mut().expect("stdin"), REVIEWER_RBAC.as_bytes())
-        .expect("write reviewer RBAC");
-    assert!(apply.wait().expect("kubectl").success(), "create the token reviewer");
+    super::operator::kubectl_apply(env, REVIEWER_RBAC, "create the token reviewer");
     let out = env
         .kubectl()
         .args(["create", "token", REVIEWER, "-n", "kube-system", "--duration=24h"])

@@ -55,14 +55,7 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             "crd/vaultsecrets.vaultsync.dev",
         ]);
         let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NS}\n");
-        let mut apply = env
-            .kubectl()
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        std::io::Write::write_all(apply.stdin.as_mut().expect("stdin"), ns.as_bytes()).expect("write namespace");
-        assert!(apply.wait().expect("kubectl").success(), "create operator namespace");
+        kubectl_apply(env, &ns, "create the operator namespace");
 
         let mut settings = Settings {
             vault_address: Some(vaultsync::vault::parse_address(&env.vault_addr).expect("vault address")),
@@ -123,6 +116,18 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             http: format!("http://{bound}"),
         }
     })
+}
+
+/// `kubectl apply -f -` of `yaml`, panicking with `what` on failure.
+pub fn kubectl_apply(env: &Env, yaml: &str, what: &str) {
+    let mut apply = env
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    std::io::Write::write_all(apply.stdin.as_mut().expect("stdin"), yaml.as_bytes()).expect("write manifest");
+    assert!(apply.wait().expect("kubectl").success(), "{what}");
 }
 
 impl Operator {

@@ -9,6 +9,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod rollout;
+pub mod template;
 pub mod vault;
 
 /// Field manager for every write, and the value of [`MANAGED_BY_LABEL`].

@@ -220,6 +220,20 @@ pub struct KvSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub keys: Option<Vec<String>>,
+
+    /// Keys written as raw bytes: their values hold standard base64 (binary files, keystores).
+    /// Applied before `rename` and `prefix`, to the secret's own key names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_base64: Vec<String>,
+
+    /// New names for keys of the secret (`{from: to}`), applied after `keys` and before `prefix`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+
+    /// Prepended to every key of this source, after `rename`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub prefix: Option<String>,
 }
 
 /// KV secrets engine version.
@@ -235,6 +249,7 @@ pub enum KvEngine {
 
 /// The Kubernetes Secret that vaultsync writes.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.templateOnly) || !self.templateOnly || (has(self.templates) && size(self.templates) > 0)").message("templateOnly needs at least one template"))]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
     /// Secret name in the VaultSecret's namespace (default: the VaultSecret's name).
@@ -255,6 +270,23 @@ pub struct Destination {
     /// Annotations added to the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+
+    /// Secret keys rendered from templates (minijinja syntax) over the sources' data; see
+    /// `docs/api.md` for the context and filters. A templated key replaces a source key of the
+    /// same name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
+    pub templates: BTreeMap<String, String>,
+
+    /// Write only the templated keys, not the sources' keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template_only: bool,
+
+    /// Turn every key into a valid environment variable name for `envFrom` (`db.password` →
+    /// `DB_PASSWORD`): upper case, other characters than letters and digits become `_`, and a
+    /// leading digit gets a `_` before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_keys: bool,
 
     /// Adopt a Secret of that name that exists but was not created by vaultsync. Secrets owned by
     /// another controller are never adopted.

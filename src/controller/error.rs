@@ -32,6 +32,15 @@ pub enum Error {
     /// The merged data has keys a Secret cannot hold.
     #[error("{0}")]
     InvalidKey(String),
+    /// A source value cannot be used as asked (e.g. `decodeBase64` on a value that is not base64).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// A template of `spec.destination.templates` could not be rendered.
+    #[error(transparent)]
+    Template(#[from] crate::template::Error),
+    /// The Secret would be larger than the API server accepts.
+    #[error("{0}")]
+    SecretTooLarge(String),
     /// The destination Secret exists and belongs to someone else.
     #[error("{0}")]
     SecretNotOwned(String),
@@ -56,6 +65,9 @@ impl Error {
             Error::Vault(e) => e.reason(),
             Error::KeyNotFound { .. } => "KeyNotFound",
             Error::InvalidKey(_) => "InvalidKey",
+            Error::InvalidValue(_) => "InvalidValue",
+            Error::Template(_) => "TemplateError",
+            Error::SecretTooLarge(_) => "SecretTooLarge",
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::Kube { .. } => "KubernetesError",
         }
@@ -65,7 +77,12 @@ impl Error {
     /// retrying on a short backoff would only add load.
     pub fn needs_change(&self) -> bool {
         match self {
-            Error::InvalidSpec(_) | Error::InvalidKey(_) | Error::NoIdentity(_) => true,
+            Error::InvalidSpec(_)
+            | Error::InvalidKey(_)
+            | Error::InvalidValue(_)
+            | Error::Template(_)
+            | Error::SecretTooLarge(_)
+            | Error::NoIdentity(_) => true,
             Error::Vault(e) => !e.is_transient(),
             _ => false,
         }

@@ -84,8 +84,9 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let ns = vs.namespace().unwrap_or_default();
     let conn = connection::resolve(vs, ctx).await?;
     let (identity, login) = identity::resolve(vs, ctx).await?;
-    let merged = read_sources(vs, ctx, &conn, &identity, login).await?;
-    let desired = secret::desired(vs, merged.data, &ctx.hash_key)?;
+    let mut merged = read_sources(vs, ctx, &conn, &identity, login).await?;
+    let shaped = sources::shape(vs, &mut merged)?;
+    let desired = secret::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
@@ -125,6 +126,14 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
             false => ("SecretWritten", format!("Wrote Secret {name}")),
         };
         ctx.publish(vs, EventType::Normal, reason, note).await;
+        // Only when the content was written, so a refresh that changes nothing stays quiet.
+        if !shaped.env_skipped.is_empty() {
+            let note = format!(
+                "Keys {} of Secret {name} are not environment variable names, so envFrom skips them (spec.destination.envKeys: true renames them)",
+                shaped.env_skipped.join(", ")
+            );
+            ctx.publish(vs, EventType::Warning, "KeysSkippedByEnvFrom", note).await;
+        }
         written.resource_version()
     };
     remove_renamed_secret(vs, &api, &name).await?;

@@ -1,13 +1,20 @@
 //! Reading every source of a VaultSecret and merging them into Secret data.
 
+mod keys;
+mod shape;
+
+pub use shape::shape;
+
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
 use serde_json::Value;
 use vaultrs::client::VaultClient;
 
 use super::error::{Error, Result};
-use crate::api::{Source, SourceStatus};
+use crate::api::{KvSource, Source, SourceStatus};
 use crate::metrics::Metrics;
 use crate::vault;
 
@@ -19,6 +26,8 @@ pub struct Merged {
     pub sources: Vec<SourceStatus>,
     /// Keys set by more than one source, with the sources involved (names only, never values).
     pub overridden: Vec<String>,
+    /// Each source's own data, in spec order, for templates. Dropped as soon as the sync ends.
+    pub per_source: Vec<BTreeMap<String, ByteString>>,
 }
 
 impl std::fmt::Debug for Merged {
@@ -44,7 +53,7 @@ pub async fn read_all(client: &VaultClient, sources: &[Source], metrics: &Metric
             return Err(Error::InvalidSpec(format!("source {name} sets no source kind")));
         };
         let secret = vault::observe(metrics, "read", vault::kv::read(client, kv)).await?;
-        let data = select(secret.data, kv.keys.as_deref(), &name)?;
+        let data = map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv, &name)?;
         read.push((
             SourceStatus {
                 name,
@@ -57,12 +66,12 @@ pub async fn read_all(client: &VaultClient, sources: &[Source], metrics: &Metric
     merge(read)
 }
 
-/// Keeps only `keys` (all when `None`) and turns JSON values into bytes.
+/// Keeps only `keys` (all when `None`).
 fn select(
     mut data: BTreeMap<String, Value>,
     keys: Option<&[String]>,
     source_name: &str,
-) -> Result<BTreeMap<String, ByteString>> {
+) -> Result<BTreeMap<String, Value>> {
     if let Some(keys) = keys {
         let mut kept = BTreeMap::new();
         for key in keys {
@@ -74,7 +83,47 @@ fn select(
         }
         data = kept;
     }
-    Ok(data.into_iter().map(|(k, v)| (k, ByteString(value_bytes(v)))).collect())
+    Ok(data)
+}
+
+/// Turns JSON values into bytes, decoding the `decodeBase64` keys, then applies `rename` and
+/// `prefix`. A key named in `decodeBase64` or `rename` must exist.
+fn map_keys(
+    mut data: BTreeMap<String, Value>,
+    kv: &KvSource,
+    source_name: &str,
+) -> Result<BTreeMap<String, ByteString>> {
+    let missing = |key: &String| Error::KeyNotFound {
+        source_name: source_name.to_owned(),
+        key: key.clone(),
+    };
+    let mut bytes = BTreeMap::new();
+    for key in &kv.decode_base64 {
+        let value = data.remove(key).ok_or_else(|| missing(key))?;
+        let decoded = value
+            .as_str()
+            .and_then(|text| STANDARD.decode(text.trim()).ok())
+            .ok_or_else(|| {
+                Error::InvalidValue(format!(
+                    "source {source_name} key {key:?} is listed in decodeBase64 but does not hold standard base64"
+                ))
+            })?;
+        bytes.insert(key.clone(), decoded);
+    }
+    bytes.extend(data.into_iter().map(|(k, v)| (k, value_bytes(v))));
+    for from in kv.rename.keys() {
+        if !bytes.contains_key(from) {
+            return Err(missing(from));
+        }
+    }
+    let prefix = kv.prefix.as_deref().unwrap_or_default();
+    Ok(bytes
+        .into_iter()
+        .map(|(key, value)| {
+            let key = kv.rename.get(&key).cloned().unwrap_or(key);
+            (format!("{prefix}{key}"), ByteString(value))
+        })
+        .collect())
 }
 
 /// A string is written as its text; any other JSON value as compact JSON.
@@ -90,37 +139,24 @@ fn merge(read: Vec<(SourceStatus, BTreeMap<String, ByteString>)>) -> Result<Merg
     let mut origin: BTreeMap<String, String> = BTreeMap::new();
     let mut overridden = Vec::new();
     let mut sources = Vec::with_capacity(read.len());
+    let mut per_source = Vec::with_capacity(read.len());
     for (status, source_data) in read {
-        for (key, value) in source_data {
-            check_key(&key, &status.name)?;
+        for (key, value) in &source_data {
+            keys::check(key, &format!("source {}", status.name))?;
             if let Some(previous) = origin.insert(key.clone(), status.name.clone()) {
                 overridden.push(format!("{key} (source {previous} overridden by {})", status.name));
             }
-            data.insert(key, value);
+            data.insert(key.clone(), value.clone());
         }
         sources.push(status);
+        per_source.push(source_data);
     }
     Ok(Merged {
         data,
         sources,
         overridden,
+        per_source,
     })
-}
-
-/// Secret keys must be non-empty, at most 253 characters of `[-._a-zA-Z0-9]`.
-fn check_key(key: &str, source_name: &str) -> Result<()> {
-    let valid = !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::InvalidKey(format!(
-            "source {source_name} has key {key:?}, which is not a valid Secret key ([-._a-zA-Z0-9], at most 253 characters)"
-        )))
-    }
 }
 
 #[cfg(test)]
@@ -167,15 +203,55 @@ mod tests {
         ]
         .into();
         let kept = select(data.clone(), Some(&["b".into(), "c".into()]), "0").unwrap();
+        let kept = map_keys(kept, &kv(), "0").unwrap();
         assert_eq!(kept, bytes(&[("b", "2"), ("c", "{\"x\":true}")]));
         let err = select(data, Some(&["zz".into()]), "0").unwrap_err();
         assert_eq!(err.reason(), "KeyNotFound");
     }
 
+    fn kv() -> KvSource {
+        serde_json::from_value(json!({"mount": "secret", "path": "p"})).unwrap()
+    }
+
     #[test]
-    fn keys_a_secret_cannot_hold_are_refused_with_the_key_named() {
+    fn base64_keys_become_raw_bytes_then_keys_are_renamed_and_prefixed() {
+        let data: BTreeMap<String, Value> = [
+            ("keystore".into(), json!("/wAB")),
+            ("user".into(), json!("app")),
+            ("pass".into(), json!("pw")),
+        ]
+        .into();
+        let mut source = kv();
+        source.decode_base64 = vec!["keystore".into()];
+        source.rename = [("pass".to_owned(), "password".to_owned())].into();
+        source.prefix = Some("db.".into());
+        let mapped = map_keys(data, &source, "db").unwrap();
+        let keys: Vec<_> = mapped.keys().cloned().collect();
+        assert_eq!(keys, ["db.keystore", "db.password", "db.user"]);
+        assert_eq!(mapped["db.keystore"].0, vec![0xff, 0x00, 0x01]);
+        assert_eq!(mapped["db.password"].0, b"pw");
+    }
+
+    #[test]
+    fn a_renamed_or_decoded_key_must_exist_and_decoding_errors_do_not_show_the_value() {
+        let data: BTreeMap<String, Value> = [("a".into(), json!("not base64 secret!"))].into();
+        let mut source = kv();
+        source.rename = [("zz".to_owned(), "b".to_owned())].into();
+        assert_eq!(
+            map_keys(data.clone(), &source, "0").unwrap_err().reason(),
+            "KeyNotFound"
+        );
+        let mut source = kv();
+        source.decode_base64 = vec!["a".into()];
+        let err = map_keys(data, &source, "0").unwrap_err();
+        assert_eq!(err.reason(), "InvalidValue");
+        assert!(!err.to_string().contains("secret!"), "{err}");
+    }
+
+    #[test]
+    fn keys_a_secret_cannot_hold_are_refused_with_the_source_named() {
         let err = merge(vec![(status("0"), bytes(&[("bad key/", "v")]))]).unwrap_err();
         assert_eq!(err.reason(), "InvalidKey");
-        assert!(err.to_string().contains("\"bad key/\""));
+        assert!(err.to_string().contains("source 0 has key \"bad key/\""));
     }
 }

@@ -20,6 +20,16 @@ pub struct Shaped {
     pub env_skipped: Vec<String>,
 }
 
+impl std::fmt::Debug for Shaped {
+    // Never print the data, only its keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shaped")
+            .field("keys", &self.data.keys())
+            .field("env_skipped", &self.env_skipped)
+            .finish()
+    }
+}
+
 /// Renders `vs`'s templates over `merged`, keeps the source keys unless `templateOnly`, applies
 /// `envKeys`, and checks every key and the total size.
 pub fn shape(vs: &VaultSecret, merged: &mut Merged) -> Result<Shaped> {
@@ -79,5 +89,99 @@ fn context(vs: &VaultSecret, merged: &Merged, data: &BTreeMap<String, ByteString
             .filter(|(k, _)| k.as_str() != "kubectl.kubernetes.io/last-applied-configuration")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::SourceStatus;
+
+    fn vs(destination: serde_json::Value) -> VaultSecret {
+        serde_json::from_value(json!({
+            "apiVersion": "vaultsync.dev/v1alpha1", "kind": "VaultSecret",
+            "metadata": {"name": "shop", "namespace": "team-a"},
+            "spec": {"sources": [{"kv": {"mount": "secret", "path": "p"}}], "destination": destination},
+        }))
+        .unwrap()
+    }
+
+    fn merged(pairs: &[(&str, &str)]) -> Merged {
+        let data: BTreeMap<String, ByteString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        Merged {
+            data: data.clone(),
+            sources: vec![SourceStatus {
+                name: "0".into(),
+                kind: "kv".into(),
+                version: Some(1),
+            }],
+            overridden: Vec::new(),
+            per_source: vec![data],
+        }
+    }
+
+    fn keys(shaped: &Shaped) -> Vec<&str> {
+        shaped.data.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn templated_keys_are_added_or_alone_with_template_only() {
+        let added = shape(
+            &vs(json!({"templates": {"url": "{{ user }}@{{ sources['0'].version }}"}})),
+            &mut merged(&[("user", "u")]),
+        )
+        .unwrap();
+        assert_eq!(keys(&added), ["url", "user"]);
+        assert_eq!(added.data["url"].0, b"u@1");
+        let alone = shape(
+            &vs(json!({"templateOnly": true, "templates": {"url": "{{ user }}"}})),
+            &mut merged(&[("user", "u")]),
+        )
+        .unwrap();
+        assert_eq!(keys(&alone), ["url"]);
+    }
+
+    #[test]
+    fn env_keys_apply_to_templated_keys_too_and_nothing_is_reported_skipped() {
+        let shaped = shape(
+            &vs(json!({"envKeys": true, "templates": {"database.url": "x"}})),
+            &mut merged(&[("db.password", "p")]),
+        )
+        .unwrap();
+        assert_eq!(keys(&shaped), ["DATABASE_URL", "DB_PASSWORD"]);
+        assert!(shaped.env_skipped.is_empty());
+    }
+
+    #[test]
+    fn keys_envfrom_would_skip_are_reported_for_opaque_secrets_only() {
+        let shaped = shape(&vs(json!({})), &mut merged(&[("db.password", "p"), ("OK", "v")])).unwrap();
+        assert_eq!(shaped.env_skipped, ["db.password"]);
+        let tls = shape(
+            &vs(json!({"type": "kubernetes.io/tls"})),
+            &mut merged(&[("tls.crt", "c")]),
+        )
+        .unwrap();
+        assert!(tls.env_skipped.is_empty());
+    }
+
+    #[test]
+    fn a_template_key_a_secret_cannot_hold_and_an_oversized_secret_are_refused() {
+        let err = shape(&vs(json!({"templates": {"bad/key": "x"}})), &mut merged(&[])).unwrap_err();
+        assert_eq!(err.reason(), "InvalidKey");
+        let half = "x".repeat(600 * 1024);
+        let err = shape(&vs(json!({})), &mut merged(&[("a", &half), ("b", &half)])).unwrap_err();
+        assert_eq!(err.reason(), "SecretTooLarge");
+    }
+
+    #[test]
+    fn a_failing_template_is_a_template_error() {
+        let err = shape(&vs(json!({"templates": {"url": "{{ nope }}"}})), &mut merged(&[])).unwrap_err();
+        assert_eq!(err.reason(), "TemplateError");
+        assert!(err.to_string().starts_with("template url: undefined value"), "{err}");
     }
 }

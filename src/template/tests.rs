@@ -68,6 +68,8 @@ fn base64_json_yaml_trim_and_dockerconfigjson_filters_work() {
     let json: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(json["auths"]["ghcr.io"]["auth"], "Ym90OnRvaw==");
     assert_eq!(json["auths"]["ghcr.io"]["password"], "tok");
+    let filtered = render("{{ 'ghcr.io' | dockerconfigjson('bot', 'tok') }}", &ctx).unwrap();
+    assert_eq!(filtered, doc, "filter and function agree");
 }
 
 #[test]

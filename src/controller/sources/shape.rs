@@ -179,6 +179,49 @@ mod tests {
     }
 
     #[test]
+    fn every_template_in_the_examples_renders() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+        let mut rendered = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let doc: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+                if doc["kind"] != "VaultSecret" || doc["spec"]["destination"]["templates"].is_null() {
+                    continue;
+                }
+                let vs: VaultSecret = serde_json::from_value(doc).unwrap();
+                let mut read = Vec::new();
+                for (index, source) in vs.spec.sources.iter().enumerate() {
+                    let kv = source.kv.as_ref().unwrap();
+                    // Every listed key holds base64 text ("secret"), so decodeBase64 works too.
+                    let data = kv
+                        .keys
+                        .iter()
+                        .flatten()
+                        .map(|k| (k.clone(), json!("c2VjcmV0")))
+                        .collect();
+                    let name = super::super::source_name(source, index);
+                    let data = super::super::map_keys(data, kv, &name).unwrap();
+                    read.push((
+                        SourceStatus {
+                            name,
+                            kind: "kv".into(),
+                            version: Some(1),
+                        },
+                        data,
+                    ));
+                }
+                let mut merged = super::super::merge(read).unwrap();
+                let shaped =
+                    shape(&vs, &mut merged).unwrap_or_else(|e| panic!("{}: {e}", vs.metadata.name.unwrap_or_default()));
+                assert!(!shaped.data.is_empty());
+                rendered += 1;
+            }
+        }
+        assert!(rendered >= 3, "{rendered} examples with templates");
+    }
+
+    #[test]
     fn a_failing_template_is_a_template_error() {
         let err = shape(&vs(json!({"templates": {"url": "{{ nope }}"}})), &mut merged(&[])).unwrap_err();
         assert_eq!(err.reason(), "TemplateError");

@@ -224,10 +224,12 @@ pub struct KvSource {
     /// Keys written as raw bytes: their values hold standard base64 (binary files, keystores).
     /// Applied before `rename` and `prefix`, to the secret's own key names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub decode_base64: Vec<String>,
 
     /// New names for keys of the secret (`{from: to}`), applied after `keys` and before `prefix`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
     pub rename: BTreeMap<String, String>,
 
     /// Prepended to every key of this source, after `rename`.
@@ -275,7 +277,7 @@ pub struct Destination {
     /// `docs/api.md` for the context and filters. A templated key replaces a source key of the
     /// same name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(extend("maxProperties" = 64))]
     pub templates: BTreeMap<String, String>,
 
     /// Write only the templated keys, not the sources' keys.

@@ -177,6 +177,9 @@ fn describe(err: &minijinja::Error, text: &str) -> String {
             }
         }
         ErrorKind::OutOfFuel => "rendering took too many steps (a runaway loop?)".to_owned(),
+        ErrorKind::InvalidOperation if err.detail().is_some_and(|d| filters::SAFE_DETAILS.contains(&d)) => {
+            err.detail().unwrap_or_default().to_owned()
+        }
         kind => kind.to_string(),
     };
     if let Some(line) = err.line() {

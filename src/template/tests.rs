@@ -73,6 +73,37 @@ fn base64_json_yaml_trim_and_dockerconfigjson_filters_work() {
 }
 
 #[test]
+fn pem_blocks_split_a_bundle_by_label() {
+    let bundle = "junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nKKK\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+    let ctx = context(&[("bundle", bundle)]);
+    assert_eq!(
+        render("{{ (bundle | pemblocks('CERTIFICATE'))[0] }}", &ctx).unwrap(),
+        "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
+    );
+    assert_eq!(
+        render("{{ bundle | pemblocks('CERTIFICATE') | length }}", &ctx).unwrap(),
+        "2"
+    );
+    assert_eq!(render("{{ bundle | pemblocks | length }}", &ctx).unwrap(), "3");
+    assert!(
+        render("{{ bundle | pemblocks('PRIVATE KEY') | first }}", &ctx)
+            .unwrap()
+            .contains("KKK")
+    );
+}
+
+#[test]
+fn a_filter_error_of_vaultsync_says_what_went_wrong_without_the_value() {
+    let ctx = context(&[("password", SECRET)]);
+    let err = render("{{ password | b64decode }}", &ctx).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("b64decode: the value is not valid base64 at line 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn binary_data_is_available_to_b64encode() {
     let mut ctx = context(&[]);
     ctx.data.insert("blob".into(), vec![0xff, 0x00, 0x01]);

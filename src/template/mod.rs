@@ -17,6 +17,10 @@ pub const MAX_OUTPUT: usize = 1024 * 1024;
 
 /// Instruction budget of one template: ample for loops over a few thousand items, and a runaway
 /// loop stops within milliseconds.
+// Known gap: fuel counts instructions, not bytes, and minijinja bounds no intermediate string
+// (only `*` repetition, at 100 MB). A template that doubles a string with `~` a few dozen times
+// exhausts memory before the output bound is reached. Closing it needs a size limit in minijinja
+// or rendering outside the operator's process.
 pub const FUEL: u64 = 200_000;
 
 /// Why a template could not be rendered. The message names the template key and the position,

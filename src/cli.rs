@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// one workload together restart it once (`spec.rollout.debounce` overrides it).
     #[arg(long, env = "VAULTSYNC_ROLLOUT_DEBOUNCE", default_value = "5s", value_parser = duration)]
     pub rollout_debounce: Duration,
+    /// Render `spec.destination.templates`. Off by default: rendering runs in the operator's
+    /// process and is not yet memory-bounded, so enable it only where whoever may create
+    /// VaultSecrets is trusted not to attack the operator.
+    #[arg(long, env = "VAULTSYNC_ALLOW_TEMPLATES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_templates: bool,
     /// Refresh interval of VaultSecrets that set no `spec.refresh.interval`.
     #[arg(long, env = "VAULTSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = duration)]
     pub default_refresh_interval: Duration,
@@ -136,6 +141,7 @@ impl RunArgs {
             rollout_debounce,
             default_refresh_interval,
             watch_namespaces,
+            allow_templates,
             serve,
         } = self;
         let vault_address = vault_address
@@ -188,6 +194,7 @@ impl RunArgs {
             instance,
             rollout_debounce,
             default_refresh: default_refresh_interval,
+            allow_templates,
             watch_namespaces: watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
         };
         Ok((settings, serve))
@@ -214,6 +221,10 @@ mod tests {
             "the operator's own identity is off by default"
         );
         assert!(settings.watch_namespaces.is_empty(), "all namespaces by default");
+        assert!(
+            !settings.allow_templates,
+            "templates are off until rendering is isolated"
+        );
         assert_eq!(settings.default_refresh, Duration::from_secs(3600));
         assert!(serve.leader_election);
         let (settings, serve) = parse(&[

@@ -38,6 +38,11 @@ pub enum Error {
     /// A template of `spec.destination.templates` could not be rendered.
     #[error(transparent)]
     Template(#[from] crate::template::Error),
+    /// The VaultSecret has templates and the operator does not render them.
+    #[error(
+        "spec.destination.templates is set but this operator does not render templates (--allow-templates); until rendering is isolated, a template can exhaust the operator's memory"
+    )]
+    TemplatesDisabled,
     /// The Secret would be larger than the API server accepts.
     #[error("{0}")]
     SecretTooLarge(String),
@@ -67,6 +72,7 @@ impl Error {
             Error::InvalidKey(_) => "InvalidKey",
             Error::InvalidValue(_) => "InvalidValue",
             Error::Template(_) => "TemplateError",
+            Error::TemplatesDisabled => "TemplatesDisabled",
             Error::SecretTooLarge(_) => "SecretTooLarge",
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::Kube { .. } => "KubernetesError",
@@ -82,6 +88,7 @@ impl Error {
             | Error::InvalidValue(_)
             | Error::Template(_)
             | Error::SecretTooLarge(_)
+            | Error::TemplatesDisabled
             | Error::NoIdentity(_) => true,
             Error::Vault(e) => !e.is_transient(),
             _ => false,

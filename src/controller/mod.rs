@@ -62,6 +62,9 @@ pub struct Settings {
     pub instance: Option<String>,
     /// How long workload restarts wait for further changes (`spec.rollout.debounce` overrides it).
     pub rollout_debounce: Duration,
+    /// Render `spec.destination.templates` (off by default: rendering is not yet isolated, and a
+    /// hostile template can exhaust the operator's memory).
+    pub allow_templates: bool,
     /// `spec.refresh.interval` when a VaultSecret sets none.
     pub default_refresh: Duration,
     /// Namespaces whose VaultSecrets are reconciled; empty means all.

@@ -82,6 +82,7 @@ fn refresh_interval(vs: &VaultSecret, default: Duration) -> Result<Duration> {
 /// Reads the sources and makes the Secret match. Returns the Secret's resourceVersion.
 async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let ns = vs.namespace().unwrap_or_default();
+    templates_allowed(vs, ctx.settings.allow_templates)?;
     let conn = connection::resolve(vs, ctx).await?;
     let (identity, login) = identity::resolve(vs, ctx).await?;
     let mut merged = read_sources(vs, ctx, &conn, &identity, login).await?;
@@ -160,6 +161,15 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
     let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
     Ok(secret_version)
+}
+
+/// Templates render only where the operator allows them (`--allow-templates`).
+fn templates_allowed(vs: &VaultSecret, allowed: bool) -> Result<()> {
+    if vs.spec.destination.templates.is_empty() || allowed {
+        Ok(())
+    } else {
+        Err(Error::TemplatesDisabled)
+    }
 }
 
 /// Reads the sources as `identity`. A 403 on a token that was cached (it may have been revoked)
@@ -261,5 +271,26 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &vs.object_ref(&())).await {
             tracing::warn!(error = %e, "could not publish event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_refused_unless_the_operator_allows_them() {
+        let mut vs = VaultSecret::new(
+            "t",
+            serde_json::from_value(serde_json::json!({
+                "sources": [{"kv": {"mount": "secret", "path": "p"}}],
+                "destination": {"templates": {"URL": "{{ password }}"}}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(templates_allowed(&vs, false).unwrap_err().reason(), "TemplatesDisabled");
+        assert!(templates_allowed(&vs, true).is_ok());
+        vs.spec.destination.templates.clear();
+        assert!(templates_allowed(&vs, false).is_ok(), "no templates, nothing to refuse");
     }
 }

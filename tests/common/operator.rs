@@ -73,6 +73,7 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             instance: Some("e2e".into()),
             rollout_debounce: Duration::from_secs(2),
             default_refresh: Duration::from_secs(3600),
+            allow_templates: true,
             watch_namespaces: Vec::new(),
         };
         configure(&mut settings);

@@ -224,6 +224,7 @@ async fn a_namespaced_install_syncs_as_its_own_service_account() {
         instance: Some("namespaced".into()),
         rollout_debounce: Duration::from_secs(2),
         default_refresh: Duration::from_secs(3600),
+        allow_templates: false,
         watch_namespaces: vec![t.ns.clone()],
     };
     let metrics = Metrics::new().expect("metrics registry");

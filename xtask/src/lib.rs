@@ -12,6 +12,7 @@
 //! assert!(status.success());
 //! ```
 
+pub mod bench;
 mod binaries;
 mod certs;
 pub mod demo;

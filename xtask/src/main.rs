@@ -25,6 +25,8 @@ enum Task {
     Env(EnvTask),
     /// Show a VaultSecret syncing an OpenBao KV secret into a Secret on a local environment.
     Demo(DemoArgs),
+    /// Run the scale benchmark (issue 7) on a fresh environment and write docs/benchmarks.md.
+    Bench(xtask::bench::BenchArgs),
     /// Install the components if needed, then run every test (`cargo test --workspace`).
     Test {
         /// Extra arguments for `cargo test`, e.g. `-- --test-threads=1`.
@@ -83,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|| xtask::workspace_root().join("target/vaultsync-demo"));
             xtask::demo::run(&dir)
         }
+        Task::Bench(args) => xtask::bench::run(&args),
         Task::Test { args } => test(&args),
     }
 }

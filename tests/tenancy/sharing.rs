@@ -36,4 +36,15 @@ async fn fifty_vaultsecrets_sharing_one_identity_log_in_once() {
         team.role,
         logins.len()
     );
+    // The operator counts real logins (and only those) in its metrics.
+    let (_, scrape) = team.t.op.get("/metrics").await;
+    let counted = scrape.lines().find_map(|l| {
+        l.strip_prefix("vaultsync_vault_logins_total{result=\"success\"} ")?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(
+        counted.is_some_and(|n| n >= 1.0),
+        "vaultsync_vault_logins_total{{result=\"success\"}} = {counted:?}"
+    );
 }

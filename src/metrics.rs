@@ -177,17 +177,6 @@ fn buckets() -> Vec<f64> {
     vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
 }
 
-/// Status class label of an HTTP status.
-pub fn status_class(code: u16) -> &'static str {
-    match code {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

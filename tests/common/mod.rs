@@ -204,6 +204,23 @@ impl TestNs {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits (bounded poll of OpenBao's audit log, up to 60 s) until the operator has read the KV v2
+    /// secret at `secret/<path>` `more` more times: proof that refreshes happened.
+    pub async fn wait_reads(&self, path: &str, more: usize) {
+        let api_path = format!("secret/data/{path}");
+        let target = self.op.bao.requests_for(&api_path) + more;
+        within_for(
+            Duration::from_secs(60),
+            &format!("{more} more reads of {api_path}"),
+            async {
+                while self.op.bao.requests_for(&api_path) < target {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            },
+        )
+        .await;
+    }
+
     /// A unique KV path for this test.
     pub fn path(&self, leaf: &str) -> String {
         format!("{}/{leaf}", self.ns)

@@ -2,9 +2,7 @@
 
 use serde_json::json;
 
-use std::time::Duration;
-
-use crate::common::{TestNs, has_value, value, within_for};
+use crate::common::{TestNs, has_value, value};
 
 #[tokio::test]
 async fn a_kv2_secret_becomes_a_secret_within_seconds_and_kubectl_shows_ready() {
@@ -54,14 +52,7 @@ async fn a_changed_value_follows_at_the_refresh_and_unchanged_refreshes_write_no
 
     // Two refreshes with nothing changed: OpenBao's audit log shows the reads, the Secret and
     // the VaultSecret keep their resourceVersion.
-    let api_path = format!("secret/data/{path}");
-    let reads = t.op.bao.requests_for(&api_path);
-    within_for(Duration::from_secs(60), "two more refresh reads", async {
-        while t.op.bao.requests_for(&api_path) < reads + 2 {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
+    t.wait_reads(&path, 2).await;
     let secret = t.secrets().get("cfg").await.expect("get Secret");
     assert_eq!(
         secret.metadata.resource_version, first.metadata.resource_version,

@@ -275,18 +275,7 @@ pub fn hash(vs: &VaultSecret) -> String {
 
 /// Waits until OpenBao has answered `more` further reads of `secret/<path>` (refreshes).
 pub async fn wait_reads(t: &TestNs, path: &str, more: usize) {
-    let api_path = format!("secret/data/{path}");
-    let target = t.op.bao.requests_for(&api_path) + more;
-    crate::common::within_for(
-        std::time::Duration::from_secs(60),
-        &format!("{more} more reads of {api_path}"),
-        async {
-            while t.op.bao.requests_for(&api_path) < target {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-        },
-    )
-    .await;
+    t.wait_reads(path, more).await;
 }
 
 /// Every ReplicaSet in the cluster, by namespace and name.

@@ -1,12 +1,10 @@
 //! Keys ready for `envFrom`, or a Warning naming those it would skip.
 
-use std::time::Duration;
-
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::common::{TestNs, has_value, within_for};
+use crate::common::{TestNs, has_value};
 use crate::events_json;
 
 #[tokio::test]
@@ -42,14 +40,7 @@ async fn without_env_keys_the_keys_envfrom_would_skip_are_named_in_a_warning_wit
     t.wait_ready("app", "True", "Synced").await;
 
     // Two refreshes that change nothing publish no further warning.
-    let api_path = format!("secret/data/{path}");
-    let reads = t.op.bao.requests_for(&api_path);
-    within_for(Duration::from_secs(60), "two more refresh reads", async {
-        while t.op.bao.requests_for(&api_path) < reads + 2 {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
+    t.wait_reads(&path, 2).await;
     let warnings: Vec<Event> = Api::<Event>::namespaced(t.client.clone(), &t.ns)
         .list(&Default::default())
         .await

@@ -98,6 +98,14 @@ impl HashKey {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// Hash of a leased source's request (its parameters may be sensitive), shown in status so
+    /// a spec edit that leaves the request unchanged keeps the lease.
+    pub fn request_hash(&self, request: &[u8]) -> String {
+        let mut mac = self.mac(b"request");
+        feed(&mut mac, request);
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     fn mac(&self, domain: &[u8]) -> Hmac<Sha256> {
         // A key of any length is accepted by HMAC; this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());

@@ -1,10 +1,12 @@
 //! The `VaultSecret` custom resource (`vaultsync.dev/v1alpha1`).
 
 mod duration;
+mod source;
 mod spec;
 mod status;
 
 pub use duration::{DurationError, parse_duration};
+pub use source::*;
 pub use spec::*;
 pub use status::*;
 

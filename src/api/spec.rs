@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::duration::DURATION_PATTERN;
+use super::source::Source;
 use super::status::VaultSecretStatus;
 
 /// A VaultSecret reads one or more secrets from Vault or OpenBao and keeps one Kubernetes Secret,
@@ -179,76 +180,6 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// One secret to read. Exactly one source kind is set per entry.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("[has(self.kv)].filter(x, x).size() == 1").message("each source sets exactly one kind: kv"))]
-#[serde(rename_all = "camelCase")]
-pub struct Source {
-    /// Optional name, used in status and messages (default: the source's index).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
-    pub name: Option<String>,
-
-    /// A secret of a KV secrets engine (version 1 or 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kv: Option<KvSource>,
-}
-
-/// A secret in a KV secrets engine.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("!has(self.version) || self.engine == 'v2'").message("version can only be pinned for engine v2"))]
-#[serde(rename_all = "camelCase")]
-pub struct KvSource {
-    /// Mount path of the engine, e.g. `secret`.
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
-    pub mount: String,
-
-    /// Path of the secret within the mount, e.g. `shop/config`.
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
-    pub path: String,
-
-    /// Engine version.
-    #[serde(default)]
-    pub engine: KvEngine,
-
-    /// Pin a KV v2 version instead of following the latest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub version: Option<u64>,
-
-    /// Only these keys of the secret; all keys when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub keys: Option<Vec<String>>,
-
-    /// Keys written as raw bytes: their values hold standard base64 (binary files, keystores).
-    /// Applied before `rename` and `prefix`, to the secret's own key names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
-    pub decode_base64: Vec<String>,
-
-    /// New names for keys of the secret (`{from: to}`), applied after `keys` and before `prefix`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 256))]
-    pub rename: BTreeMap<String, String>,
-
-    /// Prepended to every key of this source, after `rename`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub prefix: Option<String>,
-}
-
-/// KV secrets engine version.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum KvEngine {
-    /// KV version 1 (no versions).
-    V1,
-    /// KV version 2 (versioned, the default `secret/` mount of a dev server).
-    #[default]
-    V2,
-}
-
 /// The Kubernetes Secret that vaultsync writes.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("!has(self.templateOnly) || !self.templateOnly || (has(self.templates) && size(self.templates) > 0)").message("templateOnly needs at least one template"))]
@@ -306,6 +237,37 @@ pub struct Refresh {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refresh.interval must be at least 10s"))]
     pub interval: Option<String>,
+
+    /// Leased sources: renew (or, for certificates, re-issue) when this percentage of the
+    /// lease's lifetime has passed (default 67), with a little jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 90))]
+    pub renewal_percent: Option<u8>,
+
+    /// Leased sources: how long a superseded lease stays valid after its replacement was written
+    /// to the Secret, so workloads can restart onto the new credentials (Go duration, default
+    /// `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub revoke_grace_period: Option<String>,
+
+    /// Leased sources: revoke the leases when the VaultSecret is deleted (default true). Uses a
+    /// finalizer; if Vault stays unreachable, deletion goes ahead after a few attempts and a
+    /// Warning Event names the leases left to expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_on_delete: Option<bool>,
+}
+
+impl Refresh {
+    /// `renewalPercent` as a fraction.
+    pub fn renewal_fraction(&self) -> f64 {
+        f64::from(self.renewal_percent.unwrap_or(67)) / 100.0
+    }
+
+    /// Whether leases are revoked when the VaultSecret is deleted.
+    pub fn revokes_on_delete(&self) -> bool {
+        self.revoke_on_delete.unwrap_or(true)
+    }
 }
 
 /// Workloads restarted (like `kubectl rollout restart`, but idempotent) when the Secret's content

@@ -38,6 +38,11 @@ pub struct VaultSecretStatus {
     /// yet. Kept here so a restart of the operator finishes them; cleared once they have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rollout_hash: Option<String>,
+
+    /// Leases that were replaced (or whose source was removed) and are revoked at `revokeAfter`.
+    /// Kept here so that a restart of the operator still revokes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_revocations: Vec<PendingRevocation>,
 }
 
 /// What was read from one source.
@@ -46,11 +51,61 @@ pub struct VaultSecretStatus {
 pub struct SourceStatus {
     /// The source's name, or its index in `spec.sources`.
     pub name: String,
-    /// The source kind (`kv`).
+    /// The source kind (`kv`, `dynamic` or `pki`).
     pub kind: String,
     /// KV v2 version that was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// The lease of a `dynamic` source, or the certificate of a `pki` source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
+}
+
+/// The lease behind a leased source. Lease IDs name a lease; they grant nothing by themselves.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStatus {
+    /// Vault's lease ID; for a certificate, `serial:` and its serial number.
+    pub id: String,
+    /// When the lease was issued.
+    pub issued: Time,
+    /// When the lease (or certificate) expires, as last renewed.
+    pub expiry: Time,
+    /// Lifetime Vault granted at issue, in seconds; each renewal asks for as much again.
+    pub duration_seconds: u64,
+    /// Whether Vault lets the lease be renewed.
+    pub renewable: bool,
+    /// Keyed hash of the request that issued it (connection, mount, path, parameters): a spec
+    /// edit that leaves it unchanged keeps the lease.
+    pub request_hash: String,
+    /// What happens next to the lease.
+    pub next_action: LeaseAction,
+    /// When it happens.
+    pub next_action_time: Time,
+}
+
+/// The next step in a lease's life.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseAction {
+    /// Extend the lease.
+    Renew,
+    /// Issue new credentials (the lease cannot be extended far enough), then revoke this lease
+    /// after `spec.refresh.revokeGracePeriod`.
+    Rotate,
+}
+
+/// A superseded lease waiting for its revocation.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevocation {
+    /// Vault's lease ID.
+    pub lease_id: String,
+    /// The source it was issued for.
+    pub source: String,
+    /// When it is revoked.
+    pub revoke_after: Time,
+    /// When it expires anyway; past this it is dropped even if revocation keeps failing.
+    pub expiry: Time,
 }
 
 /// Type of the condition that tells whether the Secret is in sync.

@@ -49,6 +49,18 @@ pub enum Error {
     /// The destination Secret exists and belongs to someone else.
     #[error("{0}")]
     SecretNotOwned(String),
+    /// Vault could not renew a lease that is still valid: the Secret keeps its credentials.
+    #[error(
+        "{cause}; the lease of source {source_name} could not be renewed, the Secret keeps its credentials, valid until {expiry}"
+    )]
+    Stale {
+        source_name: String,
+        expiry: jiff::Timestamp,
+        cause: vault::Error,
+    },
+    /// Leases of a deleted VaultSecret could not be revoked (yet).
+    #[error("{0}")]
+    LeasesNotRevoked(String),
     /// A Kubernetes API call failed.
     #[error("Kubernetes API error during {action}: {source}")]
     Kube {
@@ -75,6 +87,8 @@ impl Error {
             Error::TemplatesDisabled => "TemplatesDisabled",
             Error::SecretTooLarge(_) => "SecretTooLarge",
             Error::SecretNotOwned(_) => "SecretNotOwned",
+            Error::Stale { .. } => "Stale",
+            Error::LeasesNotRevoked(_) => "LeasesNotRevoked",
             Error::Kube { .. } => "KubernetesError",
         }
     }

@@ -3,6 +3,7 @@
 mod connection;
 mod error;
 mod identity;
+mod leases;
 mod observe;
 mod reconcile;
 mod restarts;

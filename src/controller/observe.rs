@@ -32,6 +32,21 @@ impl Context {
         self.metrics.secret_ready.with_label_values(&[&ns, &name]).set(0);
     }
 
+    /// Publishes when the earliest lease or certificate of `vs` expires (no series without one).
+    pub(super) fn observe_expiry(&self, vs: &VaultSecret, expiry: Option<jiff::Timestamp>) {
+        let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
+        match expiry {
+            Some(at) => self
+                .metrics
+                .secret_expiry
+                .with_label_values(&[&ns, &name])
+                .set(at.as_millisecond() as f64 / 1000.0),
+            None => {
+                let _ = self.metrics.secret_expiry.remove_label_values(&[&ns, &name]);
+            }
+        }
+    }
+
     /// Records a content change written to the Secret of `vs`.
     pub(super) fn observe_rotation(&self, vs: &VaultSecret, reason: &str) {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());

@@ -15,7 +15,7 @@ use super::error::{Error, Result};
 use super::identity::{self, Login};
 use super::restarts;
 use super::secret::{self, Ownership};
-use super::{Context, SyncState, connection, observe, schedule, sources, status};
+use super::{Context, SyncState, connection, leases, observe, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
 
@@ -24,6 +24,9 @@ use crate::vault::{self, Connection, Identity, Outcome};
 /// Every log line inside carries the VaultSecret's namespace and name.
 #[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
+    if vs.meta().deletion_timestamp.is_some() {
+        return finalize(&vs, &ctx).await;
+    }
     let vs = restarts::before_sync(vs, &ctx).await;
     let key = ObjectRef::from_obj(&*vs);
     let now = Instant::now();
@@ -32,30 +35,74 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
     }
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
         Ok(interval) => interval,
-        Err(e) => return report_failure(&vs, &ctx, key, e).await,
+        Err(e) => return report_failure(&vs, &ctx, key, e, None).await,
     };
     let started = Instant::now();
-    let synced = sync(&vs, &ctx).await;
+    let mut recorded = None;
+    let synced = sync(&vs, &ctx, &mut recorded).await;
     match &synced {
-        Ok(_) => ctx.observe_success(&vs, started.elapsed()),
+        Ok(s) => {
+            ctx.observe_success(&vs, started.elapsed());
+            ctx.observe_expiry(&vs, s.expiry);
+        }
         Err(_) => ctx.observe_failure(&vs, started.elapsed()),
     }
     match synced {
-        Ok(secret_version) => {
-            let delay = schedule::refresh_delay(interval, &mut rand::rng());
+        Ok(synced) => {
+            let mut delay = schedule::refresh_delay(interval, &mut rand::rng());
+            if let Some(deadline) = synced.lease_deadline {
+                // A lease to renew or rotate, or a superseded one to revoke, before the refresh.
+                delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));
+            }
             ctx.record(
                 key,
                 SyncState {
                     generation: vs.metadata.generation,
-                    secret_version,
+                    secret_version: synced.secret_version,
                     next_sync: now + delay,
                     failures: 0,
                 },
             );
             Ok(Action::requeue(delay))
         }
-        Err(e) => report_failure(&vs, &ctx, key, e).await,
+        Err(e) => report_failure(&vs, &ctx, key, e, recorded).await,
     }
+}
+
+/// A deleted VaultSecret that holds the lease finalizer: revokes its leases, then lets it go.
+async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
+    if !vs.finalizers().iter().any(|f| f == leases::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let key = ObjectRef::from_obj(vs);
+    let attempt = ctx.failures(&key) + 1;
+    let handle = session(vs, ctx).await;
+    let client = handle.as_ref().map(|(_, h)| h.client.as_ref());
+    match leases::finalize(vs, ctx, client, attempt).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) => {
+            tracing::info!(reason = e.reason(), "{e}");
+            let delay = ctx.settings.backoff.delay(attempt, &mut rand::rng());
+            ctx.record(
+                key,
+                SyncState {
+                    generation: vs.metadata.generation,
+                    secret_version: None,
+                    next_sync: Instant::now() + delay,
+                    failures: attempt,
+                },
+            );
+            Ok(Action::requeue(delay))
+        }
+    }
+}
+
+/// The connection and an authenticated client for `vs`.
+async fn session(vs: &VaultSecret, ctx: &Context) -> Result<(Connection, vault::Handle)> {
+    let conn = connection::resolve(vs, ctx).await?;
+    let (identity, login) = identity::resolve(vs, ctx).await?;
+    let (handle, _) = ctx.vault.get(&conn, &identity, || login.credential(ctx)).await?;
+    Ok((conn, handle))
 }
 
 /// Called when [`reconcile`] itself fails (the failure could not even be reported).
@@ -79,17 +126,47 @@ fn refresh_interval(vs: &VaultSecret, default: Duration) -> Result<Duration> {
     }
 }
 
-/// Reads the sources and makes the Secret match. Returns the Secret's resourceVersion.
-async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
+/// What a successful sync reports to the scheduler.
+struct Synced {
+    /// The Secret's resourceVersion.
+    secret_version: Option<String>,
+    /// The earliest lease deadline (renewal, rotation, revocation).
+    lease_deadline: Option<jiff::Timestamp>,
+    /// When the earliest lease or certificate expires.
+    expiry: Option<jiff::Timestamp>,
+}
+
+/// Reads the sources and makes the Secret match. A status written before the Secret (new
+/// leases) is left in `recorded`, so a failure later in the sync reports on top of it.
+async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecretStatus>) -> Result<Synced> {
     let ns = vs.namespace().unwrap_or_default();
     templates_allowed(vs, ctx.settings.allow_templates)?;
+    let leased = vs.spec.sources.iter().any(|s| s.is_leased());
+    // Before any lease is issued, so a deletion can never miss one.
+    leases::set_finalizer(vs, ctx, leased && vs.spec.refresh.revokes_on_delete()).await?;
     let conn = connection::resolve(vs, ctx).await?;
     let (identity, login) = identity::resolve(vs, ctx).await?;
-    let mut merged = read_sources(vs, ctx, &conn, &identity, login).await?;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut book = leases::Book::open(vs, &api).await?;
+    let (handle, mut merged) = read_sources(vs, ctx, &conn, &identity, login, &mut book).await?;
+    let previous = vs.status.clone().unwrap_or_default();
+    let mut pending = previous.pending_revocations.clone();
+    pending.extend(book.take_superseded());
+    if book.is_dirty() {
+        let status = VaultSecretStatus {
+            sources: merged.sources.clone(),
+            pending_revocations: pending.clone(),
+            ..previous.clone()
+        };
+        if let Err(e) = book.record(vs, ctx, &api, status.clone()).await {
+            book.abandon(&handle.client, ctx).await;
+            return Err(e);
+        }
+        *recorded = Some(status);
+    }
     let shaped = sources::shape(vs, &mut merged)?;
     let desired = secret::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
 
     let mut adopted = false;
@@ -149,6 +226,14 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
         _ => Some(Time(jiff::Timestamp::now())),
     };
     let pending_rollout_hash = restarts::pending_hash(vs, &previous, existed, &name, &desired.data_hash);
+    // Superseded leases go only once the Secret no longer holds them.
+    leases::revoke_due(&handle.client, &mut pending, jiff::Timestamp::now(), ctx).await;
+    let expiry = merged
+        .sources
+        .iter()
+        .filter_map(|s| s.lease.as_ref())
+        .map(|l| l.expiry.0)
+        .min();
     let new = VaultSecretStatus {
         observed_generation: vs.metadata.generation,
         conditions: previous.conditions.clone(),
@@ -157,10 +242,16 @@ async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Option<String>> {
         secret_hash: Some(desired.data_hash),
         sources: merged.sources,
         pending_rollout_hash,
+        pending_revocations: pending,
     };
     let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
+    let lease_deadline = leases::due(&new);
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
-    Ok(secret_version)
+    Ok(Synced {
+        secret_version,
+        lease_deadline,
+        expiry,
+    })
 }
 
 /// Templates render only where the operator allows them (`--allow-templates`).
@@ -173,23 +264,34 @@ fn templates_allowed(vs: &VaultSecret, allowed: bool) -> Result<()> {
 }
 
 /// Reads the sources as `identity`. A 403 on a token that was cached (it may have been revoked)
-/// drops it and retries once with a fresh login before reporting `PermissionDenied`.
+/// drops it and retries once with a fresh login before reporting `PermissionDenied`. Leases
+/// issued by a sync that then fails are revoked.
 async fn read_sources(
     vs: &VaultSecret,
     ctx: &Context,
     conn: &Connection,
     identity: &Identity,
     login: Login,
-) -> Result<sources::Merged> {
+    book: &mut leases::Book,
+) -> Result<(vault::Handle, sources::Merged)> {
     let retry_login = login.clone();
     let (handle, outcome) = ctx.vault.get(conn, identity, || login.credential(ctx)).await?;
-    match sources::read_all(&handle.client, &vs.spec.sources, &ctx.metrics).await {
+    let (handle, merged) = match sources::read_all(&handle.client, conn, &vs.spec.sources, book, ctx).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
+            book.abandon(&handle.client, ctx).await;
             ctx.vault.invalidate(conn, identity, &handle).await;
             let (handle, _) = ctx.vault.get(conn, identity, || retry_login.credential(ctx)).await?;
-            sources::read_all(&handle.client, &vs.spec.sources, &ctx.metrics).await
+            let merged = sources::read_all(&handle.client, conn, &vs.spec.sources, book, ctx).await;
+            (handle, merged)
         }
-        result => result,
+        merged => (handle, merged),
+    };
+    match merged {
+        Ok(merged) => Ok((handle, merged)),
+        Err(e) => {
+            book.abandon(&handle.client, ctx).await;
+            Err(e)
+        }
     }
 }
 
@@ -215,8 +317,14 @@ async fn remove_renamed_secret(vs: &VaultSecret, api: &Api<Secret>, name: &str) 
 
 /// Sets Ready=False with the error's reason, emits a Warning Event when the reason is new, and
 /// schedules a retry. The Secret is never touched here: the last good content stays.
-async fn report_failure(vs: &VaultSecret, ctx: &Context, key: ObjectRef<VaultSecret>, err: Error) -> Result<Action> {
-    let previous = vs.status.clone().unwrap_or_default();
+async fn report_failure(
+    vs: &VaultSecret,
+    ctx: &Context,
+    key: ObjectRef<VaultSecret>,
+    err: Error,
+    recorded: Option<VaultSecretStatus>,
+) -> Result<Action> {
+    let previous = recorded.unwrap_or_else(|| vs.status.clone().unwrap_or_default());
     let had_reason = previous.ready().map(|c| (c.status.clone(), c.reason.clone()));
     let mut message = err.to_string();
     if previous.secret_hash.is_some() {
@@ -236,11 +344,16 @@ async fn report_failure(vs: &VaultSecret, ctx: &Context, key: ObjectRef<VaultSec
         ctx.publish(vs, EventType::Warning, err.reason(), message).await;
     }
     let failures = ctx.failures(&key) + 1;
-    let delay = if err.needs_change() {
+    let mut delay = if err.needs_change() {
         ctx.settings.backoff.max
     } else {
         ctx.settings.backoff.delay(failures, &mut rand::rng())
     };
+    if let Error::Stale { expiry, .. } = &err {
+        // Retry often enough to renew the lease before it expires.
+        let left = leases::until(jiff::Timestamp::now(), *expiry);
+        delay = delay.min((left / 3).max(Duration::from_secs(1)));
+    }
     let secret_version = ctx.secret_version(&key);
     ctx.record(
         key,
@@ -255,12 +368,12 @@ async fn report_failure(vs: &VaultSecret, ctx: &Context, key: ObjectRef<VaultSec
 }
 
 impl Context {
-    fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
+    pub(super) fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
         Api::namespaced(self.client.clone(), &vs.namespace().unwrap_or_default())
     }
 
     /// Publishes an Event about `vs`; a failure to publish is logged, never fatal.
-    async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
+    pub(super) async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
         let event = Event {
             type_,
             reason: reason.into(),

@@ -58,7 +58,7 @@ pub fn desired(vs: &VaultSecret, data: BTreeMap<String, ByteString>, key: &crate
     })
 }
 
-fn owner_reference(vs: &VaultSecret) -> Result<OwnerReference> {
+pub fn owner_reference(vs: &VaultSecret) -> Result<OwnerReference> {
     let mut owner = vs
         .controller_owner_ref(&())
         .ok_or_else(|| Error::InvalidSpec("the VaultSecret has no uid yet".into()))?;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod auth;
+pub mod db;
 mod logs;
 mod operator;
 mod restart;

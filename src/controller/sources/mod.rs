@@ -13,10 +13,11 @@ use k8s_openapi::ByteString;
 use serde_json::Value;
 use vaultrs::client::VaultClient;
 
+use super::Context;
 use super::error::{Error, Result};
-use crate::api::{KvSource, Source, SourceStatus};
-use crate::metrics::Metrics;
-use crate::vault;
+use super::leases::Book;
+use crate::api::{DynamicSource, KvSource, Source, SourceStatus};
+use crate::vault::{self, Connection};
 
 /// Data read from all sources, merged, plus what the status may say about it.
 pub struct Merged {
@@ -44,26 +45,67 @@ pub fn source_name(source: &Source, index: usize) -> String {
     source.name.clone().unwrap_or_else(|| index.to_string())
 }
 
-/// Reads every source in order with `client` and merges them; a later source wins on a duplicate key.
-pub async fn read_all(client: &VaultClient, sources: &[Source], metrics: &Metrics) -> Result<Merged> {
+/// Reads every source in order with `client` and merges them; a later source wins on a duplicate
+/// key. Leased sources go through `book` (kept credentials, renewals, new leases).
+pub async fn read_all(
+    client: &VaultClient,
+    conn: &Connection,
+    sources: &[Source],
+    book: &mut Book,
+    ctx: &Context,
+) -> Result<Merged> {
     let mut read = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
         let name = source_name(source, index);
-        let Some(kv) = &source.kv else {
-            return Err(Error::InvalidSpec(format!("source {name} sets no source kind")));
+        let mut status = SourceStatus {
+            name: name.clone(),
+            kind: source.kind().into(),
+            ..Default::default()
         };
-        let secret = vault::observe(metrics, "read", vault::kv::read(client, kv)).await?;
-        let data = map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv, &name)?;
-        read.push((
-            SourceStatus {
-                name,
-                kind: "kv".into(),
-                version: secret.version,
-            },
-            data,
-        ));
+        let data = if let Some(kv) = &source.kv {
+            let secret = vault::observe(&ctx.metrics, "read", vault::kv::read(client, kv)).await?;
+            status.version = secret.version;
+            map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
+        } else {
+            let obtained = book.obtain(client, conn, source, &name, ctx).await?;
+            status.lease = Some(obtained.lease);
+            let mapping = source.dynamic.as_ref().map(Mapping::from).unwrap_or_default();
+            map_keys(select(obtained.data, mapping.keys, &name)?, mapping, &name)?
+        };
+        read.push((status, data));
     }
     merge(read)
+}
+
+/// How a source's keys become Secret keys.
+#[derive(Default, Clone, Copy)]
+struct Mapping<'a> {
+    keys: Option<&'a [String]>,
+    decode_base64: &'a [String],
+    rename: Option<&'a BTreeMap<String, String>>,
+    prefix: Option<&'a str>,
+}
+
+impl<'a> From<&'a KvSource> for Mapping<'a> {
+    fn from(kv: &'a KvSource) -> Self {
+        Mapping {
+            keys: kv.keys.as_deref(),
+            decode_base64: &kv.decode_base64,
+            rename: Some(&kv.rename),
+            prefix: kv.prefix.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a DynamicSource> for Mapping<'a> {
+    fn from(d: &'a DynamicSource) -> Self {
+        Mapping {
+            keys: d.keys.as_deref(),
+            decode_base64: &[],
+            rename: Some(&d.rename),
+            prefix: d.prefix.as_deref(),
+        }
+    }
 }
 
 /// Keeps only `keys` (all when `None`).
@@ -90,7 +132,7 @@ fn select(
 /// `prefix`. A key named in `decodeBase64` or `rename` must exist.
 fn map_keys(
     mut data: BTreeMap<String, Value>,
-    kv: &KvSource,
+    mapping: Mapping<'_>,
     source_name: &str,
 ) -> Result<BTreeMap<String, ByteString>> {
     let missing = |key: &String| Error::KeyNotFound {
@@ -98,7 +140,7 @@ fn map_keys(
         key: key.clone(),
     };
     let mut bytes = BTreeMap::new();
-    for key in &kv.decode_base64 {
+    for key in mapping.decode_base64 {
         let value = data.remove(key).ok_or_else(|| missing(key))?;
         let decoded = value
             .as_str()
@@ -111,16 +153,18 @@ fn map_keys(
         bytes.insert(key.clone(), decoded);
     }
     bytes.extend(data.into_iter().map(|(k, v)| (k, value_bytes(v))));
-    for from in kv.rename.keys() {
+    let no_rename = BTreeMap::new();
+    let rename = mapping.rename.unwrap_or(&no_rename);
+    for from in rename.keys() {
         if !bytes.contains_key(from) {
             return Err(missing(from));
         }
     }
-    let prefix = kv.prefix.as_deref().unwrap_or_default();
+    let prefix = mapping.prefix.unwrap_or_default();
     Ok(bytes
         .into_iter()
         .map(|(key, value)| {
-            let key = kv.rename.get(&key).cloned().unwrap_or(key);
+            let key = rename.get(&key).cloned().unwrap_or(key);
             (format!("{prefix}{key}"), ByteString(value))
         })
         .collect())
@@ -168,7 +212,7 @@ mod tests {
         SourceStatus {
             name: name.into(),
             kind: "kv".into(),
-            version: None,
+            ..Default::default()
         }
     }
 
@@ -203,7 +247,7 @@ mod tests {
         ]
         .into();
         let kept = select(data.clone(), Some(&["b".into(), "c".into()]), "0").unwrap();
-        let kept = map_keys(kept, &kv(), "0").unwrap();
+        let kept = map_keys(kept, (&kv()).into(), "0").unwrap();
         assert_eq!(kept, bytes(&[("b", "2"), ("c", "{\"x\":true}")]));
         let err = select(data, Some(&["zz".into()]), "0").unwrap_err();
         assert_eq!(err.reason(), "KeyNotFound");
@@ -225,7 +269,7 @@ mod tests {
         source.decode_base64 = vec!["keystore".into()];
         source.rename = [("pass".to_owned(), "password".to_owned())].into();
         source.prefix = Some("db.".into());
-        let mapped = map_keys(data, &source, "db").unwrap();
+        let mapped = map_keys(data, (&source).into(), "db").unwrap();
         let keys: Vec<_> = mapped.keys().cloned().collect();
         assert_eq!(keys, ["db.keystore", "db.password", "db.user"]);
         assert_eq!(mapped["db.keystore"].0, vec![0xff, 0x00, 0x01]);
@@ -238,12 +282,12 @@ mod tests {
         let mut source = kv();
         source.rename = [("zz".to_owned(), "b".to_owned())].into();
         assert_eq!(
-            map_keys(data.clone(), &source, "0").unwrap_err().reason(),
+            map_keys(data.clone(), (&source).into(), "0").unwrap_err().reason(),
             "KeyNotFound"
         );
         let mut source = kv();
         source.decode_base64 = vec!["a".into()];
-        let err = map_keys(data, &source, "0").unwrap_err();
+        let err = map_keys(data, (&source).into(), "0").unwrap_err();
         assert_eq!(err.reason(), "InvalidValue");
         assert!(!err.to_string().contains("secret!"), "{err}");
     }

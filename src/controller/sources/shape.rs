@@ -119,6 +119,7 @@ mod tests {
                 name: "0".into(),
                 kind: "kv".into(),
                 version: Some(1),
+                lease: None,
             }],
             overridden: Vec::new(),
             per_source: vec![data],
@@ -201,12 +202,13 @@ mod tests {
                         .map(|k| (k.clone(), json!("c2VjcmV0")))
                         .collect();
                     let name = super::super::source_name(source, index);
-                    let data = super::super::map_keys(data, kv, &name).unwrap();
+                    let data = super::super::map_keys(data, kv.into(), &name).unwrap();
                     read.push((
                         SourceStatus {
                             name,
                             kind: "kv".into(),
                             version: Some(1),
+                            lease: None,
                         },
                         data,
                     ));

@@ -1,15 +1,25 @@
 //! OpenBao goes away and comes back: the Secret is kept, the status says why, and the operator
-//! recovers on its own. A binary of its own, since it stops the environment's OpenBao.
+//! recovers on its own. A binary of its own, since it stops the environment's OpenBao; its tests
+//! take turns ([`OUTAGE`]).
+
+#![allow(clippy::expect_used)] // test helpers fail loudly on purpose
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod leases;
+
 use serde_json::json;
+use tokio::sync::Mutex;
 
 use common::{TestNs, has_value};
 
+/// One outage at a time.
+static OUTAGE: Mutex<()> = Mutex::const_new(());
+
 #[tokio::test]
 async fn openbao_stopped_keeps_the_secret_and_recovers_without_operator_restart() {
+    let _turn = OUTAGE.lock().await;
     let t = TestNs::new("outage").await;
     t.op.bao.put(&t.path("svc"), &[("password", "survives")]);
     let spec = json!({"sources": [{"kv": {"mount": "secret", "path": t.path("svc")}}], "refresh": {"interval": "10s"}});

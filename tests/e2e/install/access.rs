@@ -97,6 +97,7 @@ async fn the_operator_service_account_may_do_its_job_and_nothing_else() {
         &[
             ("list", "vaultsecrets.vaultsync.dev", At::Everywhere),
             ("watch", "vaultsecrets.vaultsync.dev", At::Everywhere),
+            ("patch", "vaultsecrets.vaultsync.dev", app),
             ("patch", "vaultsecrets.vaultsync.dev/status", app),
             ("list", "secrets", At::Everywhere),
             ("watch", "secrets", At::Everywhere),
@@ -173,6 +174,7 @@ async fn a_namespaced_install_can_touch_nothing_outside_its_namespace() {
         &[
             ("list", "vaultsecrets.vaultsync.dev", here),
             ("watch", "vaultsecrets.vaultsync.dev", here),
+            ("patch", "vaultsecrets.vaultsync.dev", here),
             ("patch", "vaultsecrets.vaultsync.dev/status", here),
             ("get", "secrets", here),
             ("list", "secrets", here),

@@ -1,0 +1,134 @@
+//! Leases through an OpenBao outage: the Secret keeps its credentials, the status says Stale with
+//! the lease's expiry, and the same lease is renewed once OpenBao is back; a deletion during an
+//! outage gives up revoking after a few attempts instead of blocking.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
+use vaultsync::api::{LeaseStatus, VaultSecret};
+
+use crate::OUTAGE;
+use crate::common::{TestNs, db, value, within_for};
+
+fn lease(vs: &VaultSecret) -> LeaseStatus {
+    vs.status
+        .as_ref()
+        .and_then(|s| s.sources.first())
+        .and_then(|s| s.lease.clone())
+        .unwrap_or_else(|| panic!("no lease in status: {:?}", vs.status))
+}
+
+async fn wait_vs(t: &TestNs, what: &str, cond: impl Fn(&VaultSecret) -> bool) -> VaultSecret {
+    let cond = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
+    within_for(
+        Duration::from_secs(60),
+        what,
+        await_condition(t.vaultsecrets(), "app", cond),
+    )
+    .await
+    .expect("watch VaultSecret")
+    .expect("VaultSecret exists")
+}
+
+fn ready_reason(vs: &VaultSecret) -> (String, String) {
+    let c = vs.status.as_ref().and_then(|s| s.ready()).expect("Ready condition");
+    (c.reason.clone(), c.message.clone())
+}
+
+#[tokio::test]
+async fn a_lease_outlives_an_outage_shorter_than_its_ttl_and_is_renewed_after_it() {
+    let _turn = OUTAGE.lock().await;
+    let t = TestNs::new("lease-outage").await;
+    let bao = &t.op.bao;
+    let path = db::role(bao, &t.ns, "45s", "10m");
+    let spec = json!({"sources": [{"dynamic": {"mount": db::MOUNT, "path": path}}]});
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let first = lease(&t.wait_ready("app", "True", "Synced").await);
+    let before = t.secrets().get("app").await.expect("Secret");
+    let (user, password) = (
+        value(&before, "username").expect("username"),
+        value(&before, "password").expect("password"),
+    );
+
+    t.op.env.stop_openbao().expect("stop OpenBao");
+    let stale = wait_vs(&t, "Ready=False Stale at the renewal deadline", |vs| {
+        ready_reason(vs).0 == "Stale"
+    })
+    .await;
+    let (_, message) = ready_reason(&stale);
+    assert!(
+        message.contains(&format!("valid until {}", first.expiry.0)),
+        "the Stale message should give the lease's expiry: {message}"
+    );
+    let during = t.secrets().get("app").await.expect("Secret");
+    assert_eq!(
+        during.data, before.data,
+        "the Secret lost its credentials during the outage"
+    );
+    t.op.env.start_openbao().expect("start OpenBao");
+
+    let renewed = wait_vs(&t, "the same lease renewed after the outage", |vs| {
+        ready_reason(vs).0 == "Synced" && lease(vs).expiry.0 > first.expiry.0
+    })
+    .await;
+    assert_eq!(
+        lease(&renewed).id,
+        first.id,
+        "new credentials were issued although the lease was valid"
+    );
+    assert!(
+        jiff::Timestamp::now() < first.expiry.0,
+        "the test's outage outlasted the lease"
+    );
+    let after = t.secrets().get("app").await.expect("Secret");
+    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+    assert_eq!(db::issued(bao, &path), 1);
+    assert!(db::logs_in(bao, &user, &password));
+}
+
+#[tokio::test]
+async fn deletion_during_an_outage_gives_up_revoking_after_a_few_attempts_with_a_warning() {
+    let _turn = OUTAGE.lock().await;
+    let t = TestNs::new("lease-outage-delete").await;
+    let bao = &t.op.bao;
+    let path = db::role(bao, &t.ns, "5m", "10m");
+    let spec = json!({"sources": [{"dynamic": {"mount": db::MOUNT, "path": path}}]});
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let first = lease(&t.wait_ready("app", "True", "Synced").await);
+    let uid = t.vaultsecrets().get("app").await.expect("get").uid().expect("uid");
+
+    t.op.env.stop_openbao().expect("stop OpenBao");
+    t.vaultsecrets()
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("delete VaultSecret");
+    within_for(
+        Duration::from_secs(90),
+        "the VaultSecret to be deleted despite the outage",
+        await_condition(t.vaultsecrets(), "app", conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("watch");
+    t.op.env.start_openbao().expect("start OpenBao");
+
+    let events = Api::<Event>::namespaced(t.client.clone(), &t.ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list Events");
+    let warning = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("LeasesNotRevoked"))
+        .expect("a LeasesNotRevoked Event");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        warning.message.as_deref().unwrap_or_default().contains(&first.id),
+        "{warning:?}"
+    );
+    assert!(db::lease_exists(bao, &first.id), "the lease is left to expire");
+    bao.run(&["lease", "revoke", &first.id]);
+}

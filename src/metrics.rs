@@ -28,6 +28,8 @@ pub struct Metrics {
     pub lease_renewals: IntCounterVec,
     /// Lease revocations by result.
     pub lease_revocations: IntCounterVec,
+    /// Leases replaced early because the token that issued them reached its max TTL first.
+    pub token_limited_rotations: prometheus::IntCounter,
     /// Vault requests by operation and status (`2xx`, `4xx`, `5xx`, `error`).
     pub vault_requests: IntCounterVec,
     /// Vault request duration by operation.
@@ -92,6 +94,10 @@ impl Metrics {
                 "Lease revocations by result",
                 &["result"],
             )?,
+            token_limited_rotations: prometheus::IntCounter::new(
+                "vaultsync_token_limited_rotations_total",
+                "Leases replaced early because the Vault token that issued them reaches its max TTL first (give the auth role a token_period)",
+            )?,
             vault_requests: counter(
                 "vaultsync_vault_requests_total",
                 "Vault requests by operation and status class (2xx, 4xx, 5xx, error)",
@@ -138,6 +144,7 @@ impl Metrics {
         r.register(Box::new(self.rotations.clone()))?;
         r.register(Box::new(self.lease_renewals.clone()))?;
         r.register(Box::new(self.lease_revocations.clone()))?;
+        r.register(Box::new(self.token_limited_rotations.clone()))?;
         r.register(Box::new(self.vault_requests.clone()))?;
         r.register(Box::new(self.vault_request_duration.clone()))?;
         r.register(Box::new(self.vault_logins.clone()))?;

@@ -78,6 +78,10 @@ pub struct LeaseStatus {
     /// Keyed hash of the request that issued it (connection, mount, path, parameters): a spec
     /// edit that leaves it unchanged keeps the lease.
     pub request_hash: String,
+    /// Short hash of the Vault token that issued the lease (never the token). Vault revokes the
+    /// lease when that token expires, so the lease is replaced before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<String>,
     /// What happens next to the lease.
     pub next_action: LeaseAction,
     /// When it happens.

@@ -11,8 +11,9 @@ mod schedule;
 mod secret;
 mod sources;
 mod status;
+mod tokens;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,6 +93,9 @@ pub struct Context {
     pub rollouts: rollout::Rollouts,
     /// When each VaultSecret is due, and what it last saw. Small and in memory only.
     state: Mutex<HashMap<ObjectRef<VaultSecret>, SyncState>>,
+    /// The VaultSecrets holding leases issued by each Vault token (by token ref), to replace
+    /// those leases when the token's end becomes known.
+    tokens: Mutex<HashMap<String, HashSet<ObjectRef<VaultSecret>>>>,
 }
 
 /// What the controller remembers about one VaultSecret between reconciles.
@@ -122,6 +126,40 @@ impl Context {
         Some(state.next_sync - now)
     }
 
+    /// Remembers which tokens issued the leases of `vs`.
+    fn index_tokens(&self, vs: &VaultSecret, tokens: HashSet<String>) {
+        let key = ObjectRef::from_obj(vs);
+        let mut index = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        index.retain(|token, holders| {
+            if !tokens.contains(token) {
+                holders.remove(&key);
+            }
+            !holders.is_empty()
+        });
+        for token in tokens {
+            index.entry(token).or_default().insert(key.clone());
+        }
+    }
+
+    /// The VaultSecrets with leases from token `token_ref`, made due now.
+    fn due_for_token(&self, token_ref: &str) -> Vec<ObjectRef<VaultSecret>> {
+        let holders: Vec<_> = {
+            let index = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            index
+                .get(token_ref)
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        let now = Instant::now();
+        let mut state = self.lock();
+        for key in &holders {
+            if let Some(s) = state.get_mut(key) {
+                s.next_sync = now;
+            }
+        }
+        holders
+    }
+
     fn record(&self, key: ObjectRef<VaultSecret>, state: SyncState) {
         self.lock().insert(key, state);
     }
@@ -139,6 +177,7 @@ impl Context {
         let key = ObjectRef::from_obj(vs);
         self.rollouts.cancel(&key);
         self.lock().remove(&key);
+        self.index_tokens(vs, HashSet::new());
         self.metrics.forget(&vs.namespace().unwrap_or_default(), &vs.name_any());
     }
 
@@ -210,14 +249,20 @@ pub async fn run(
     let restart_recorder = Recorder::new(client.clone(), reporter.clone());
     let (rollouts, restart_reports) =
         rollout::Rollouts::start(client.clone(), restart_recorder, settings.backoff, on_restart);
+    let token_store = Arc::new(tokens::SecretTokenStore::new(client.clone(), &settings.namespace));
+    let sessions =
+        vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()).with_store(token_store);
+    let (ending_tx, mut ending_rx) = tokio::sync::mpsc::unbounded_channel();
+    sessions.notify_ending(ending_tx);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        vault: vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()),
+        vault: sessions,
         metrics,
         client,
         hash_key,
         secrets,
         state: Mutex::new(HashMap::new()),
+        tokens: Mutex::new(HashMap::new()),
         rollouts,
         settings,
     });
@@ -235,9 +280,14 @@ pub async fn run(
             _ => {}
         })
         .applied_objects();
+    // A token reaching its max TTL: the VaultSecrets with leases from it sync now.
+    let ending_ctx = ctx.clone();
+    let ending = futures::stream::poll_fn(move |cx| ending_rx.poll_recv(cx))
+        .flat_map(move |token_ref| futures::stream::iter(ending_ctx.due_for_token(&token_ref)));
     let controller = Controller::for_stream(vaultsecrets, store.clone())
         .owns_stream(owned)
         .reconcile_on(restart_reports)
+        .reconcile_on(ending)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();

@@ -149,6 +149,17 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut book = leases::Book::open(vs, &api).await?;
     let (handle, mut merged) = read_sources(vs, ctx, &conn, &identity, login, &mut book).await?;
+    for warning in book.take_warnings() {
+        ctx.publish(vs, EventType::Warning, "TokenExpiresBeforeLease", warning)
+            .await;
+    }
+    let leases: Vec<_> = merged.sources.iter().filter_map(|s| s.lease.as_ref()).collect();
+    if let Some(until) = leases.iter().map(|l| l.expiry.0).max() {
+        // Vault revokes leases with the token that issued them: keep it alive as long as they live.
+        let left = leases::until(jiff::Timestamp::now(), until);
+        ctx.vault.hold(&conn, &identity, Instant::now() + left).await;
+    }
+    ctx.index_tokens(vs, leases.iter().filter_map(|l| l.token_ref.clone()).collect());
     let previous = vs.status.clone().unwrap_or_default();
     let mut pending = previous.pending_revocations.clone();
     pending.extend(book.take_superseded());
@@ -276,12 +287,12 @@ async fn read_sources(
 ) -> Result<(vault::Handle, sources::Merged)> {
     let retry_login = login.clone();
     let (handle, outcome) = ctx.vault.get(conn, identity, || login.credential(ctx)).await?;
-    let (handle, merged) = match sources::read_all(&handle.client, conn, &vs.spec.sources, book, ctx).await {
+    let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             book.abandon(&handle.client, ctx).await;
             ctx.vault.invalidate(conn, identity, &handle).await;
             let (handle, _) = ctx.vault.get(conn, identity, || retry_login.credential(ctx)).await?;
-            let merged = sources::read_all(&handle.client, conn, &vs.spec.sources, book, ctx).await;
+            let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await;
             (handle, merged)
         }
         merged => (handle, merged),

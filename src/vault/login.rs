@@ -74,6 +74,20 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
     token_from(conn, info, timeout)
 }
 
+/// Checks that `token` is still valid (`lookup-self`) and returns it with its remaining lifetime.
+pub async fn adopt(conn: &Connection, token: &str, timeout: Duration) -> Result<Token> {
+    let client = client::build(conn, token, timeout)?;
+    let info = vaultrs::token::lookup_self(&client)
+        .await
+        .map_err(|e| Error::from_client(e, conn.address.as_str(), "lookup-self"))?;
+    Ok(Token {
+        client,
+        ttl: (info.ttl > 0).then(|| Duration::from_secs(info.ttl)),
+        renewable: info.renewable.unwrap_or(false),
+        accessor: Some(info.accessor),
+    })
+}
+
 /// Extends the token of `client` by `increment`; returns the new lifetime.
 pub async fn renew(client: &VaultClient, increment: Duration) -> Result<Duration> {
     let increment = format!("{}s", increment.as_secs());

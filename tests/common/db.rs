@@ -91,3 +91,18 @@ pub fn lease_exists(bao: &Bao, lease_id: &str) -> bool {
 pub fn issued(bao: &Bao, path: &str) -> usize {
     bao.requests_for(&format!("{MOUNT}/{path}"))
 }
+
+/// Writes ACL policy `name` allowing credentials at `<mount>/<path>` and renewing and revoking
+/// leases: what a VaultSecret's own identity needs for a dynamic source.
+pub fn policy(bao: &Bao, name: &str, path: &str) {
+    let policy = format!(
+        "path \"{MOUNT}/{path}\" {{ capabilities = [\"read\"] }}\n\
+         path \"sys/leases/renew\" {{ capabilities = [\"update\"] }}\n\
+         path \"sys/leases/revoke\" {{ capabilities = [\"update\"] }}\n"
+    );
+    bao.run(&[
+        "write",
+        &format!("sys/policies/acl/{name}"),
+        &format!("policy={policy}"),
+    ]);
+}

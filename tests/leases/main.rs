@@ -11,6 +11,7 @@ mod deletion;
 mod edits;
 mod lifecycle;
 mod restart;
+mod tokens;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! recovers on its own. A binary of its own, since it stops the environment's OpenBao; its tests
 //! take turns ([`OUTAGE`]).
 
-#![allow(clippy::expect_used)] // test helpers fail loudly on purpose
+#![allow(clippy::expect_used, clippy::panic)] // test helpers fail loudly on purpose
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -25,10 +25,10 @@ pub use revoke::{FINALIZER, due, finalize, revoke_due, set_finalizer};
 
 use super::Context;
 use super::error::{Error, Result};
-use crate::api::{LeaseStatus, PendingRevocation, Source, VaultSecret, VaultSecretStatus, parse_duration};
+use crate::api::{LeaseAction, LeaseStatus, PendingRevocation, Source, VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection};
 use cache::{Cache, Kept};
-use plan::{Step, Why};
+use plan::{Issued, Step, Why};
 
 /// Default of `spec.refresh.revokeGracePeriod`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(300);
@@ -44,6 +44,8 @@ pub struct Book {
     superseded: Vec<PendingRevocation>,
     /// Something must be recorded before the destination Secret is written.
     dirty: bool,
+    /// Warnings to publish as Events.
+    warnings: Vec<String>,
     fraction: f64,
     grace: Duration,
     now: Timestamp,
@@ -95,6 +97,7 @@ impl Book {
             issued: Vec::new(),
             superseded: Vec::new(),
             dirty: false,
+            warnings: Vec::new(),
             fraction: vs.spec.refresh.renewal_fraction(),
             grace,
             now,
@@ -143,27 +146,29 @@ impl Book {
     /// new ones when required.
     pub async fn obtain(
         &mut self,
-        client: &VaultClient,
+        handle: &vault::Handle,
         conn: &Connection,
         source: &Source,
         name: &str,
         ctx: &Context,
     ) -> Result<Obtained> {
+        let client = handle.client.as_ref();
         let request_hash = request_hash(conn, source, ctx);
-        let previous = self.previous.get(name).cloned();
-        let kept = previous
-            .as_ref()
+        let kept = self
+            .previous
+            .get(name)
             .and_then(|l| self.cache.get(name, &l.id))
             .map(|k| k.data.clone());
-        let mut step = plan::step(previous.as_ref(), &request_hash, kept.is_some(), self.now);
-        if let (Step::Renew | Step::Reuse, Some(lease), Some(data)) = (step, &previous, kept) {
+        let mut step = plan::step(self.previous.get(name), &request_hash, kept.is_some(), self.now);
+        if matches!(step, Step::Reuse | Step::Renew) && self.limit_by_token(name, ctx) {
+            step = Step::Issue(Why::TokenEnding);
+        }
+        let previous = self.previous.get(name).cloned();
+        if let (Step::Renew | Step::Reuse, Some(lease), Some(data)) = (step, previous, kept) {
             if step == Step::Reuse {
-                return Ok(Obtained {
-                    lease: lease.clone(),
-                    data,
-                });
+                return Ok(Obtained { lease, data });
             }
-            match self.renew(client, lease, name, ctx).await? {
+            match self.renew(client, &lease, name, ctx).await? {
                 Some(lease) => return Ok(Obtained { lease, data }),
                 None => step = Step::Issue(Why::Rotate),
             }
@@ -173,7 +178,42 @@ impl Book {
         };
         // A renewal may have just learnt the lease's real end, or that it is gone.
         let previous = self.previous.get(name).cloned();
-        self.issue(client, source, name, why, previous, request_hash, ctx).await
+        self.issue(handle, source, name, why, previous, request_hash, ctx).await
+    }
+
+    /// Brings forward the replacement of `name`'s lease when the token that issued it ends first.
+    /// Returns whether it must be replaced now.
+    fn limit_by_token(&mut self, name: &str, ctx: &Context) -> bool {
+        let Some(lease) = self.previous.get_mut(name) else {
+            return false;
+        };
+        let Some(end) = lease.token_ref.as_deref().and_then(|t| ctx.vault.token_end(t)) else {
+            return false;
+        };
+        let limit = plan::token_limit(lease, end.known, end.end, self.now);
+        let first = lease.next_action != LeaseAction::Rotate;
+        match limit {
+            plan::TokenLimit::None => return false,
+            plan::TokenLimit::RotateAt(at) => {
+                lease.next_action = LeaseAction::Rotate;
+                lease.next_action_time = Time(at);
+            }
+            plan::TokenLimit::RotateNow => {}
+        }
+        if first {
+            ctx.metrics.token_limited_rotations.inc();
+            self.warnings.push(format!(
+                "The Vault token that issued lease {} of source {name} reaches its max TTL at {}, before the lease expires at {}: Vault will revoke the lease with the token, so the credentials are replaced early. Give the auth role a token_period (periodic tokens renew indefinitely) or a token_max_ttl above the lease's max TTL",
+                lease.id, end.end, lease.expiry.0
+            ));
+            self.dirty = true;
+        }
+        limit == plan::TokenLimit::RotateNow
+    }
+
+    /// Warnings for the VaultSecret's Events (no secret in them).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Renews `lease`. `Ok(None)` when it must be replaced instead (renewal capped by the max TTL,
@@ -230,7 +270,7 @@ impl Book {
     #[allow(clippy::too_many_arguments)]
     async fn issue(
         &mut self,
-        client: &VaultClient,
+        handle: &vault::Handle,
         source: &Source,
         name: &str,
         why: Why,
@@ -238,7 +278,7 @@ impl Book {
         request_hash: String,
         ctx: &Context,
     ) -> Result<Obtained> {
-        let issued = vault::observe(&ctx.metrics, "issue", issue(client, source)).await?;
+        let issued = vault::observe(&ctx.metrics, "issue", issue(&handle.client, source)).await?;
         tracing::info!(
             source = name,
             lease = issued.lease_id,
@@ -254,10 +294,9 @@ impl Book {
             }
         }
         let lease = plan::issued(
-            issued.lease_id.clone(),
-            issued.duration,
-            issued.renewable,
+            &issued,
             request_hash,
+            handle.token_ref.clone(),
             self.fraction,
             self.now,
             &mut rand::rng(),
@@ -298,14 +337,6 @@ impl Book {
             ctx.metrics.lease_revocations.with_label_values(&[result]).inc();
         }
     }
-}
-
-/// What Vault issued for a leased source.
-struct Issued {
-    lease_id: String,
-    duration: Duration,
-    renewable: bool,
-    data: BTreeMap<String, Value>,
 }
 
 async fn issue(client: &VaultClient, source: &Source) -> vault::Result<Issued> {

@@ -31,6 +31,8 @@ pub enum Why {
     Unused,
     /// The lease cannot be extended far enough: replace it before it expires.
     Rotate,
+    /// The token that issued the lease ends before it (Vault would revoke it then).
+    TokenEnding,
     /// The lease expired or Vault no longer knows it.
     Gone,
 }
@@ -43,6 +45,7 @@ impl Why {
             Why::RequestChanged => "request changed",
             Why::Unused => "credentials not kept",
             Why::Rotate => "rotation",
+            Why::TokenEnding => "issuing token expires",
             Why::Gone => "lease expired",
         }
     }
@@ -97,27 +100,73 @@ pub fn capped(asked: Duration, granted: Duration) -> bool {
     granted < asked
 }
 
-/// A new lease status.
+/// What Vault issued for a leased source.
+pub struct Issued {
+    pub lease_id: String,
+    pub duration: Duration,
+    pub renewable: bool,
+    pub data: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A new lease status for `issued`, asked with `request_hash` by token `token_ref`.
 pub fn issued(
-    id: String,
-    duration: Duration,
-    renewable: bool,
+    issued: &Issued,
     request_hash: String,
+    token_ref: String,
     fraction: f64,
     now: Timestamp,
     rng: &mut impl Rng,
 ) -> LeaseStatus {
-    let (next_action, at) = next_action(renewable, duration, fraction, now, rng);
+    let (next_action, at) = next_action(issued.renewable, issued.duration, fraction, now, rng);
     LeaseStatus {
-        id,
+        id: issued.lease_id.clone(),
         issued: Time(now),
-        expiry: Time(add(now, duration)),
-        duration_seconds: duration.as_secs(),
-        renewable,
+        expiry: Time(add(now, issued.duration)),
+        duration_seconds: issued.duration.as_secs(),
+        renewable: issued.renewable,
         request_hash,
+        token_ref: Some(token_ref),
         next_action,
         next_action_time: Time(at),
     }
+}
+
+/// What the end of the token that issued a lease means for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLimit {
+    /// The lease ends before the token: nothing to do.
+    None,
+    /// Replace the lease now.
+    RotateNow,
+    /// Replace the lease at this time (earlier than planned).
+    RotateAt(Timestamp),
+}
+
+/// Vault revokes a lease when the token that issued it expires. When the token's end (learnt
+/// at `known`) comes before the lease's, the lease is replaced before the token ends, at a time
+/// spread over the window by the lease ID so that the leases of one token do not all rotate at
+/// once.
+pub fn token_limit(lease: &LeaseStatus, known: Timestamp, end: Timestamp, now: Timestamp) -> TokenLimit {
+    if lease.expiry.0 <= end {
+        return TokenLimit::None;
+    }
+    let window = until(known, end);
+    let latest = end - SignedDuration::try_from((window / 10).max(Duration::from_secs(3))).unwrap_or_default();
+    let spread = f64::from(u16::from_be_bytes(sha_prefix(&lease.id))) / f64::from(u16::MAX);
+    let at = add(known, until(known, latest).mul_f64(spread));
+    if now >= at {
+        TokenLimit::RotateNow
+    } else if at < lease.next_action_time.0 || lease.next_action == LeaseAction::Renew {
+        TokenLimit::RotateAt(at)
+    } else {
+        TokenLimit::None
+    }
+}
+
+fn sha_prefix(text: &str) -> [u8; 2] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    [digest[0], digest[1]]
 }
 
 /// `lease` after a renewal that granted `granted` from `now`.
@@ -166,6 +215,7 @@ mod tests {
             duration_seconds: 10,
             renewable: true,
             request_hash: "h".into(),
+            token_ref: Some("t".into()),
             next_action: action,
             next_action_time: Time(t(at)),
         }
@@ -213,6 +263,35 @@ mod tests {
     fn a_renewal_shorter_than_asked_means_the_max_ttl_is_near() {
         assert!(capped(Duration::from_secs(10), Duration::from_secs(6)));
         assert!(!capped(Duration::from_secs(10), Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_lease_that_outlives_its_token_is_replaced_before_the_token_ends_spread_over_the_window() {
+        // Token end learnt at 100, token ends at 130; leases expire at 200.
+        let mut times = std::collections::BTreeSet::new();
+        for i in 0..50 {
+            let mut l = lease(LeaseAction::Renew, 150, 200);
+            l.id = format!("database/creds/app/{i}");
+            match token_limit(&l, t(100), t(130), t(100)) {
+                TokenLimit::RotateAt(at) => {
+                    assert!(at >= t(100) && at <= t(127), "{at}");
+                    times.insert(at.as_second());
+                }
+                TokenLimit::RotateNow => {
+                    times.insert(100);
+                }
+                TokenLimit::None => panic!("a lease outliving its token must be replaced"),
+            };
+        }
+        assert!(times.len() > 10, "rotations are spread: {times:?}");
+        let l = lease(LeaseAction::Renew, 150, 200);
+        assert_eq!(token_limit(&l, t(100), t(130), t(128)), TokenLimit::RotateNow);
+        let short = lease(LeaseAction::Renew, 110, 120);
+        assert_eq!(
+            token_limit(&short, t(100), t(130), t(100)),
+            TokenLimit::None,
+            "ends before the token"
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
 use serde_json::Value;
-use vaultrs::client::VaultClient;
 
 use super::Context;
 use super::error::{Error, Result};
@@ -48,12 +47,13 @@ pub fn source_name(source: &Source, index: usize) -> String {
 /// Reads every source in order with `client` and merges them; a later source wins on a duplicate
 /// key. Leased sources go through `book` (kept credentials, renewals, new leases).
 pub async fn read_all(
-    client: &VaultClient,
+    handle: &vault::Handle,
     conn: &Connection,
     sources: &[Source],
     book: &mut Book,
     ctx: &Context,
 ) -> Result<Merged> {
+    let client = handle.client.as_ref();
     let mut read = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
         let name = source_name(source, index);
@@ -67,7 +67,7 @@ pub async fn read_all(
             status.version = secret.version;
             map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
         } else {
-            let obtained = book.obtain(client, conn, source, &name, ctx).await?;
+            let obtained = book.obtain(handle, conn, source, &name, ctx).await?;
             status.lease = Some(obtained.lease);
             let mapping = source.dynamic.as_ref().map(Mapping::from).unwrap_or_default();
             map_keys(select(obtained.data, mapping.keys, &name)?, mapping, &name)?

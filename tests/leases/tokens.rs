@@ -1,0 +1,115 @@
+//! Vault revokes leases with the token that issued them. A VaultSecret with its own, short-lived
+//! Kubernetes-auth identity: the token is kept alive (and kept across a restart) while its leases
+//! live, and leases are replaced before a token that reaches its max TTL takes them down.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::wait::await_condition;
+use serde_json::{Value, json};
+
+use crate::common::auth::{kubernetes_role, setup};
+use crate::common::{TestNs, db, restart_operator, within_for};
+use crate::{creds, lease, synced, wait_vs_for};
+
+/// A role issuing credentials at a path of its own, readable by ServiceAccount `app` logging in
+/// with Kubernetes auth role `<ns>` (`token` adds token_ttl/token_max_ttl); the VaultSecret spec.
+async fn own_identity(t: &TestNs, lease_ttl: (&str, &str), token: &[&str]) -> (String, Value) {
+    setup(t.op);
+    let bao = &t.op.bao;
+    let path = db::role(bao, &t.ns, lease_ttl.0, lease_ttl.1);
+    db::policy(bao, &t.ns, &path);
+    kubernetes_role(bao, &t.ns, &t.ns, "app", &t.ns, token);
+    t.create_service_account("app").await;
+    let spec = json!({
+        "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
+        "sources": [{"name": "db", "dynamic": {"mount": db::MOUNT, "path": path}}],
+    });
+    (path, spec)
+}
+
+#[tokio::test]
+async fn a_restarted_operator_keeps_the_short_lived_token_that_owns_the_lease_alive() {
+    let t = TestNs::new("lease-token-restart").await;
+    let bao = &t.op.bao;
+    let (path, spec) = own_identity(&t, ("5m", "10m"), &["token_ttl=10s", "token_max_ttl=10m"]).await;
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let ((user, password), first) = synced(&t, "app").await;
+    let before = t.secrets().get("app").await.expect("Secret");
+
+    restart_operator().await;
+    // 2.5 token lifetimes: a token left unrenewed would have expired, and its lease with it.
+    let until = tokio::time::Instant::now() + Duration::from_secs(25);
+    while tokio::time::Instant::now() < until {
+        assert!(db::lease_exists(bao, &first.id), "the lease died after the restart");
+        assert!(
+            db::logs_in(bao, &user, &password),
+            "the credentials died after the restart"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let vs = t.vaultsecrets().get("app").await.expect("VaultSecret");
+    assert_eq!(lease(&vs).id, first.id);
+    assert_eq!(db::issued(bao, &path), 1, "new credentials were issued");
+    let after = t.secrets().get("app").await.expect("Secret");
+    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+}
+
+#[tokio::test]
+async fn leases_are_replaced_before_their_token_reaches_its_max_ttl_with_a_warning() {
+    let t = TestNs::new("lease-token-max").await;
+    let bao = &t.op.bao;
+    let (_, spec) = own_identity(&t, ("5m", "10m"), &["token_ttl=6s", "token_max_ttl=20s"]).await;
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let ((user, password), first) = synced(&t, "app").await;
+
+    let rotated = within_for(
+        Duration::from_secs(60),
+        "credentials replaced before the token's max TTL",
+        await_condition(t.secrets(), "app", |s: Option<&Secret>| {
+            s.is_some_and(|s| creds(s).0 != user)
+        }),
+    )
+    .await
+    .expect("watch Secret")
+    .expect("Secret exists");
+    let (new_user, new_password) = creds(&rotated);
+    let vs = wait_vs_for(&t, "app", Duration::from_secs(10), "the new lease in status", |vs| {
+        lease(vs).id != first.id
+    })
+    .await;
+    let second = lease(&vs);
+    assert_ne!(
+        second.token_ref, first.token_ref,
+        "the new lease must come from a fresh token"
+    );
+    assert!(
+        second.issued.0 < first.issued.0 + jiff::SignedDuration::from_secs(20),
+        "replaced at {} for a token logged in about {} with a 20 s max TTL",
+        second.issued.0,
+        first.issued.0
+    );
+    assert!(db::logs_in(bao, &new_user, &new_password));
+    // The old lease dies with its token (Vault revokes it): the rotation was needed.
+    db::wait_login_refused(bao, &user, &password, Duration::from_secs(30)).await;
+
+    let events = Api::<Event>::namespaced(t.client.clone(), &t.ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list Events");
+    let warning = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("TokenExpiresBeforeLease"))
+        .expect("a TokenExpiresBeforeLease Event");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(warning.message.as_deref().unwrap_or_default().contains("token_period"));
+    let metrics = t.op.get("/metrics").await.1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("vaultsync_token_limited_rotations_total ") && !l.ends_with(" 0")),
+        "the metric did not count the early rotation"
+    );
+}

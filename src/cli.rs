@@ -26,6 +26,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the VaultSecret CustomResourceDefinition as YAML.
     Crd,
+    /// Render templates: one request on stdin, the answer on stdout. Run by `vaultsync run`
+    /// itself, under memory and CPU limits; not for people.
+    #[command(hide = true)]
+    RenderTemplates,
 }
 
 /// Flags of `vaultsync run`. Every flag has an environment variable; none is read implicitly
@@ -209,7 +213,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["vaultsync", "run"], args].concat())?;
         match cli.command {
             Command::Run(args) => args.into_settings(),
-            Command::Crd => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

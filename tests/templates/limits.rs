@@ -147,10 +147,14 @@ async fn a_rendering_process_that_fails_never_reports_a_value() {
 }
 
 /// Not a test: the cost of one small render through the child process, for sizing. Run with
-/// `cargo test --release --test templates render_cost -- --ignored --nocapture`.
+/// `cargo test --test templates render_cost -- --ignored --nocapture`; set `RENDER_PROGRAM` to
+/// measure another build of `vaultsync` (e.g. `target/release/vaultsync`).
 #[tokio::test]
 #[ignore = "a measurement, not a test"]
 async fn render_cost() {
+    if let Ok(program) = std::env::var("RENDER_PROGRAM") {
+        template::set_program(program);
+    }
     let ctx = context("p@ss word");
     let templates = [(
         "DATABASE_URL",
@@ -158,14 +162,28 @@ async fn render_cost() {
     )];
     render(&templates, &ctx).await.expect("warm-up render");
     let mut times: Vec<Duration> = Vec::new();
+    let cpu_before = children_cpu();
     for _ in 0..100 {
         let started = Instant::now();
         render(&templates, &ctx).await.expect("render");
         times.push(started.elapsed());
     }
+    let child_cpu = (children_cpu() - cpu_before) / 100;
     times.sort();
     println!(
-        "one small template via the child, 100 renders: median {:?}, p90 {:?}, max {:?}",
+        "one small template via the child, 100 renders: median {:?}, p90 {:?}, max {:?}; CPU of one child {child_cpu:?}",
         times[50], times[90], times[99]
     );
+}
+
+/// User and system CPU time of this process's waited-for children.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }

@@ -1,18 +1,25 @@
-//! The child's side: `vaultsync render-templates` reads one [`Request`] on stdin, renders it in the
-//! sandbox, and answers with [`Line`]s on stdout. The parent has already set its limits.
+//! The child's side: `vaultsync render-templates` limits itself, reads one [`Request`] on stdin,
+//! renders it in the sandbox, and answers with [`Line`]s on stdout.
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 use super::protocol::{Line, Request};
-use super::sandbox;
+use super::{limits, sandbox};
 
 /// Largest request the child reads: the context holds at most a few Secrets' worth of data.
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
 
-/// The `render-templates` subcommand: serves one request on stdin/stdout. Fails only when stdin or
-/// stdout fail; a template error is an answer, not a failure.
+/// The `render-templates` subcommand: sets its limits, then serves one request on stdin/stdout.
+/// Fails when it cannot set its limits (it then renders nothing) or when stdin or stdout fail; a
+/// template error is an answer, not a failure.
 pub fn serve_stdio() -> ExitCode {
+    // Before the request is read: nothing a template does escapes the limits.
+    if limits::apply().is_err() {
+        let answer = failed("the rendering process could not set its limits".to_owned());
+        let _ = write_line(&mut io::stdout().lock(), &answer);
+        return ExitCode::FAILURE;
+    }
     match serve(io::stdin().lock(), io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,

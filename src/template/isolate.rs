@@ -1,6 +1,7 @@
-//! The parent's side: spawns `vaultsync render-templates` under hard limits, hands it the request
-//! on stdin and reads a bounded answer from stdout. The child's stderr is only matched against a
-//! fixed text, never logged: it could echo values.
+//! The parent's side: spawns `vaultsync render-templates` (which sets its own limits before it
+//! reads anything), hands it the request on stdin, reads a bounded answer from stdout, and kills it
+//! after [`TIME_LIMIT`]. The child's stderr is only matched against a fixed text, never logged: it
+//! could echo values.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -15,15 +16,8 @@ use tokio::process::Command;
 
 use super::Error;
 use super::child::MAX_REQUEST;
+use super::limits::{CPU_LIMIT_SECONDS, MEMORY_LIMIT};
 use super::protocol::{Line, Request};
-
-/// Address space of the rendering process. A template growing a string without bound fails there,
-/// far from the operator's own memory.
-pub const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
-
-/// CPU seconds of the rendering process: fuel already stops long loops; this stops a few
-/// instructions that each work on huge values.
-pub const CPU_LIMIT_SECONDS: u64 = 2;
 
 /// Wall-clock time the operator waits for the rendering process before killing it (it may wait
 /// for a CPU on a busy node, hence more than [`CPU_LIMIT_SECONDS`]).
@@ -55,8 +49,8 @@ fn program() -> io::Result<PathBuf> {
     }
 }
 
-/// Renders `request` in a child process: within [`MEMORY_LIMIT`], [`CPU_LIMIT_SECONDS`] and
-/// [`TIME_LIMIT`].
+/// Renders `request` in a child process, which limits itself to [`MEMORY_LIMIT`] and
+/// [`CPU_LIMIT_SECONDS`]; the operator kills it after [`TIME_LIMIT`].
 pub async fn render(request: &Request) -> Result<BTreeMap<String, Vec<u8>>, Error> {
     let body = serde_json::to_vec(request).map_err(|_| Error::new("", "the templates' context cannot be encoded"))?;
     if body.len() > MAX_REQUEST {
@@ -69,14 +63,13 @@ pub async fn render(request: &Request) -> Result<BTreeMap<String, Vec<u8>>, Erro
     command
         .arg("render-templates")
         // Nothing of the operator's environment (its Vault token may be there) reaches the child.
+        // No pre_exec hook and no working directory: std can then start the child with
+        // posix_spawn, without a fork of the operator's address space.
         .env_clear()
-        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: `limit` makes only async-signal-safe system calls and does not allocate.
-    unsafe { command.pre_exec(limit) };
     let mut child = command.spawn().map_err(|e| not_started(&e))?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -126,12 +119,10 @@ pub async fn render(request: &Request) -> Result<BTreeMap<String, Vec<u8>>, Erro
             format!("rendering wrote more than {MAX_STDOUT} bytes"),
         ));
     }
-    if status.success() {
-        match lines.into_iter().last() {
-            Some(Line::Rendered(values)) => return Ok(values),
-            Some(Line::Failed { key, message }) => return Err(Error { key, message }),
-            _ => {}
-        }
+    match lines.into_iter().last() {
+        Some(Line::Rendered(values)) if status.success() => return Ok(values),
+        Some(Line::Failed { key, message }) => return Err(Error { key, message }),
+        _ => {}
     }
     Err(Error::new(&running, failure(status, &err)))
 }
@@ -169,46 +160,4 @@ fn time_limit(seconds: u64, what: &str) -> String {
 
 fn not_started(e: &io::Error) -> Error {
     Error::new("", format!("rendering could not start: {}", e.kind()))
-}
-
-/// Runs in the child between fork and exec: the limits, and first place in the out-of-memory
-/// killer's queue should the node or the pod run short all the same. Only async-signal-safe calls,
-/// no allocation.
-fn limit() -> io::Result<()> {
-    let set = |resource, soft: libc::rlim_t, hard: libc::rlim_t| {
-        let mut current = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain system calls on a valid, owned struct.
-        unsafe {
-            if libc::getrlimit(resource, &mut current) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // An unprivileged process cannot raise its hard limit: never ask for more.
-            let hard = hard.min(current.rlim_max);
-            let wanted = libc::rlimit {
-                rlim_cur: soft.min(hard),
-                rlim_max: hard,
-            };
-            if libc::setrlimit(resource, &wanted) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    set(libc::RLIMIT_AS, MEMORY_LIMIT, MEMORY_LIMIT)?;
-    set(libc::RLIMIT_CPU, CPU_LIMIT_SECONDS, CPU_LIMIT_SECONDS + 1)?;
-    // No core dump (it would hold the values) and no files.
-    set(libc::RLIMIT_CORE, 0, 0)?;
-    set(libc::RLIMIT_FSIZE, 0, 0)?;
-    // SAFETY: a NUL-terminated path and a static buffer; failure is harmless and ignored.
-    unsafe {
-        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"1000".as_ptr().cast(), 4);
-            libc::close(fd);
-        }
-    }
-    Ok(())
 }

@@ -16,13 +16,15 @@
 mod child;
 mod filters;
 mod isolate;
+mod limits;
 mod protocol;
 mod sandbox;
 
 use std::collections::BTreeMap;
 
 pub use child::serve_stdio;
-pub use isolate::{CPU_LIMIT_SECONDS, MEMORY_LIMIT, TIME_LIMIT, set_program};
+pub use isolate::{TIME_LIMIT, set_program};
+pub use limits::{CPU_LIMIT_SECONDS, MEMORY_LIMIT};
 
 /// Largest rendered value, and largest Secret: the API server refuses Secrets above 1 MiB.
 pub const MAX_OUTPUT: usize = 1024 * 1024;

@@ -162,28 +162,66 @@ async fn render_cost() {
     )];
     render(&templates, &ctx).await.expect("warm-up render");
     let mut times: Vec<Duration> = Vec::new();
-    let cpu_before = children_cpu();
+    let cpu_before = (children_cpu(), cpu(libc::RUSAGE_SELF));
     for _ in 0..100 {
         let started = Instant::now();
         render(&templates, &ctx).await.expect("render");
         times.push(started.elapsed());
     }
-    let child_cpu = (children_cpu() - cpu_before) / 100;
+    let child_cpu = (children_cpu() - cpu_before.0) / 100;
+    let own_cpu = (cpu(libc::RUSAGE_SELF) - cpu_before.1) / 100;
     times.sort();
     println!(
-        "one small template via the child, 100 renders: median {:?}, p90 {:?}, max {:?}; CPU of one child {child_cpu:?}",
+        "one small template via the child, 100 renders: median {:?}, p90 {:?}, max {:?}; CPU per render: child {child_cpu:?}, this process {own_cpu:?}",
         times[50], times[90], times[99]
     );
 }
 
 /// User and system CPU time of this process's waited-for children.
 fn children_cpu() -> Duration {
+    cpu(libc::RUSAGE_CHILDREN)
+}
+
+/// User and system CPU time of `who` (`RUSAGE_SELF`, `RUSAGE_CHILDREN`).
+fn cpu(who: libc::c_int) -> Duration {
     // SAFETY: getrusage fills the zeroed struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+#[test]
+fn the_rendering_process_limits_itself_before_it_reads_its_request() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vaultsync"))
+        .arg("render-templates")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vaultsync render-templates");
+    let limits = format!("/proc/{}/limits", child.id());
+    let address_space = format!("Max address space         {}", template::MEMORY_LIMIT);
+    let started = Instant::now();
+    // It waits for its request (stdin stays open) with its limits already set.
+    let text = loop {
+        let text = std::fs::read_to_string(&limits).expect("read the child's limits");
+        if text.contains(&address_space) || started.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(child.stdin.take());
+    child.wait().expect("wait for the child");
+    assert!(text.contains(&address_space), "{text}");
+    assert!(
+        text.contains("Max cpu time              2                    3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Max core file size        0                    0"),
+        "{text}"
+    );
 }

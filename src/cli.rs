@@ -26,6 +26,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the VaultSecret CustomResourceDefinition as YAML.
     Crd,
+    /// Render templates: one request on stdin, the answer on stdout. Run by `vaultsync run`
+    /// itself, under memory and CPU limits; not for people.
+    #[command(hide = true)]
+    RenderTemplates,
 }
 
 /// Flags of `vaultsync run`. Every flag has an environment variable; none is read implicitly
@@ -70,10 +74,9 @@ pub struct RunArgs {
     /// one workload together restart it once (`spec.rollout.debounce` overrides it).
     #[arg(long, env = "VAULTSYNC_ROLLOUT_DEBOUNCE", default_value = "5s", value_parser = duration)]
     pub rollout_debounce: Duration,
-    /// Render `spec.destination.templates`. Off by default: rendering runs in the operator's
-    /// process and is not yet memory-bounded, so enable it only where whoever may create
-    /// VaultSecrets is trusted not to attack the operator.
-    #[arg(long, env = "VAULTSYNC_ALLOW_TEMPLATES", default_value_t = false, action = clap::ArgAction::Set)]
+    /// Render `spec.destination.templates`, each VaultSecret's in a child process with memory,
+    /// CPU and time limits. `--allow-templates=false` refuses VaultSecrets that have templates.
+    #[arg(long, env = "VAULTSYNC_ALLOW_TEMPLATES", default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_templates: bool,
     /// Refresh interval of VaultSecrets that set no `spec.refresh.interval`.
     #[arg(long, env = "VAULTSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = duration)]
@@ -209,7 +212,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["vaultsync", "run"], args].concat())?;
         match cli.command {
             Command::Run(args) => args.into_settings(),
-            Command::Crd => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
@@ -221,10 +224,7 @@ mod tests {
             "the operator's own identity is off by default"
         );
         assert!(settings.watch_namespaces.is_empty(), "all namespaces by default");
-        assert!(
-            !settings.allow_templates,
-            "templates are off until rendering is isolated"
-        );
+        assert!(settings.allow_templates, "templates render, in an isolated process");
         assert_eq!(settings.default_refresh, Duration::from_secs(3600));
         assert!(serve.leader_election);
         let (settings, serve) = parse(&[
@@ -233,11 +233,13 @@ mod tests {
             "--default-refresh-interval",
             "15m",
             "--leader-election=false",
+            "--allow-templates=false",
         ])
         .unwrap();
         assert_eq!(settings.watch_namespaces, ["team-a"]);
         assert_eq!(settings.default_refresh, Duration::from_secs(900));
         assert!(!serve.leader_election);
+        assert!(!settings.allow_templates, "an administrator can still forbid templates");
         assert!(parse(&["--watch-namespaces", "a,b"]).is_err(), "one namespace for now");
         assert!(parse(&["--default-refresh-interval", "1s"]).is_err());
         assert!(parse(&["--vault-address", "vault:8200"]).is_err());

@@ -8,10 +8,11 @@ use vaultsync::http::{self, Readiness};
 use vaultsync::leader::LeaderElection;
 use vaultsync::metrics::Metrics;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        // Before any runtime starts: the renderer stays one thread, within its limits.
+        Command::RenderTemplates => vaultsync::template::serve_stdio(),
         Command::Crd => match vaultsync::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -24,7 +25,14 @@ async fn main() -> ExitCode {
         },
         Command::Run(args) => {
             init_logging(args.serve.log_format);
-            match run(*args).await {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -40,7 +40,7 @@ pub enum Error {
     Template(#[from] crate::template::Error),
     /// The VaultSecret has templates and the operator does not render them.
     #[error(
-        "spec.destination.templates is set but this operator does not render templates (--allow-templates); until rendering is isolated, a template can exhaust the operator's memory"
+        "spec.destination.templates is set but this operator does not render templates (its administrator set --allow-templates=false)"
     )]
     TemplatesDisabled,
     /// The Secret would be larger than the API server accepts.

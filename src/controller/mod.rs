@@ -64,8 +64,9 @@ pub struct Settings {
     pub instance: Option<String>,
     /// How long workload restarts wait for further changes (`spec.rollout.debounce` overrides it).
     pub rollout_debounce: Duration,
-    /// Render `spec.destination.templates` (off by default: rendering is not yet isolated, and a
-    /// hostile template can exhaust the operator's memory).
+    /// Render `spec.destination.templates` (on by default; each VaultSecret's templates render in
+    /// a child process with memory, CPU and time limits). Off, VaultSecrets with templates are
+    /// refused (`TemplatesDisabled`).
     pub allow_templates: bool,
     /// `spec.refresh.interval` when a VaultSecret sets none.
     pub default_refresh: Duration,

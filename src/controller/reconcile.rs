@@ -175,7 +175,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
         }
         *recorded = Some(status);
     }
-    let shaped = sources::shape(vs, &mut merged)?;
+    let shaped = sources::shape(vs, &mut merged).await?;
     let desired = secret::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
     let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;

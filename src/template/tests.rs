@@ -28,7 +28,8 @@ fn context(pairs: &[(&str, &str)]) -> Context {
 
 fn render(text: &str, ctx: &Context) -> Result<String, Error> {
     let templates = [("OUT".to_owned(), text.to_owned())].into();
-    let out = render_all(&templates, ctx)?;
+    let request = protocol::Request::new(&templates, ctx);
+    let out = sandbox::render_all(&request.templates, &request.context, |_| {})?;
     Ok(String::from_utf8(out["OUT"].clone()).unwrap())
 }
 

@@ -37,6 +37,8 @@ pub fn operator() -> &'static Operator {
 pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
     OPERATOR.get_or_init(|| {
         super::logs::install();
+        // The operator runs inside the test binary; templates render in the real `vaultsync`.
+        vaultsync::template::set_program(env!("CARGO_BIN_EXE_vaultsync"));
         let env = Env::shared();
         let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml");
         let kubectl = |args: &[&str]| {

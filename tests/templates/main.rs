@@ -10,6 +10,7 @@ mod common;
 mod compose;
 mod envkeys;
 mod failures;
+mod limits;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;

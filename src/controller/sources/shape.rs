@@ -32,14 +32,14 @@ impl std::fmt::Debug for Shaped {
 
 /// Renders `vs`'s templates over `merged`, keeps the source keys unless `templateOnly`, applies
 /// `envKeys`, and checks every key and the total size.
-pub fn shape(vs: &VaultSecret, merged: &mut Merged) -> Result<Shaped> {
+pub async fn shape(vs: &VaultSecret, merged: &mut Merged) -> Result<Shaped> {
     let dest = &vs.spec.destination;
     let mut data = std::mem::take(&mut merged.data);
     if !dest.templates.is_empty() {
         for key in dest.templates.keys() {
             keys::check(key, "spec.destination.templates")?;
         }
-        let rendered = template::render_all(&dest.templates, &context(vs, merged, &data))?;
+        let rendered = template::render(&dest.templates, &context(vs, merged, &data)).await?;
         if dest.template_only {
             data.clear();
         }
@@ -130,12 +130,13 @@ mod tests {
         shaped.data.keys().map(String::as_str).collect()
     }
 
-    #[test]
-    fn templated_keys_are_added_or_alone_with_template_only() {
+    #[tokio::test]
+    async fn templated_keys_are_added_or_alone_with_template_only() {
         let added = shape(
             &vs(json!({"templates": {"url": "{{ user }}@{{ sources['0'].version }}"}})),
             &mut merged(&[("user", "u")]),
         )
+        .await
         .unwrap();
         assert_eq!(keys(&added), ["url", "user"]);
         assert_eq!(added.data["url"].0, b"u@1");
@@ -143,44 +144,53 @@ mod tests {
             &vs(json!({"templateOnly": true, "templates": {"url": "{{ user }}"}})),
             &mut merged(&[("user", "u")]),
         )
+        .await
         .unwrap();
         assert_eq!(keys(&alone), ["url"]);
     }
 
-    #[test]
-    fn env_keys_apply_to_templated_keys_too_and_nothing_is_reported_skipped() {
+    #[tokio::test]
+    async fn env_keys_apply_to_templated_keys_too_and_nothing_is_reported_skipped() {
         let shaped = shape(
             &vs(json!({"envKeys": true, "templates": {"database.url": "x"}})),
             &mut merged(&[("db.password", "p")]),
         )
+        .await
         .unwrap();
         assert_eq!(keys(&shaped), ["DATABASE_URL", "DB_PASSWORD"]);
         assert!(shaped.env_skipped.is_empty());
     }
 
-    #[test]
-    fn keys_envfrom_would_skip_are_reported_for_opaque_secrets_only() {
-        let shaped = shape(&vs(json!({})), &mut merged(&[("db.password", "p"), ("OK", "v")])).unwrap();
+    #[tokio::test]
+    async fn keys_envfrom_would_skip_are_reported_for_opaque_secrets_only() {
+        let shaped = shape(&vs(json!({})), &mut merged(&[("db.password", "p"), ("OK", "v")]))
+            .await
+            .unwrap();
         assert_eq!(shaped.env_skipped, ["db.password"]);
         let tls = shape(
             &vs(json!({"type": "kubernetes.io/tls"})),
             &mut merged(&[("tls.crt", "c")]),
         )
+        .await
         .unwrap();
         assert!(tls.env_skipped.is_empty());
     }
 
-    #[test]
-    fn a_template_key_a_secret_cannot_hold_and_an_oversized_secret_are_refused() {
-        let err = shape(&vs(json!({"templates": {"bad/key": "x"}})), &mut merged(&[])).unwrap_err();
+    #[tokio::test]
+    async fn a_template_key_a_secret_cannot_hold_and_an_oversized_secret_are_refused() {
+        let err = shape(&vs(json!({"templates": {"bad/key": "x"}})), &mut merged(&[]))
+            .await
+            .unwrap_err();
         assert_eq!(err.reason(), "InvalidKey");
         let half = "x".repeat(600 * 1024);
-        let err = shape(&vs(json!({})), &mut merged(&[("a", &half), ("b", &half)])).unwrap_err();
+        let err = shape(&vs(json!({})), &mut merged(&[("a", &half), ("b", &half)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.reason(), "SecretTooLarge");
     }
 
-    #[test]
-    fn every_template_in_the_examples_renders() {
+    #[tokio::test]
+    async fn every_template_in_the_examples_renders() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
         let mut rendered = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -214,8 +224,9 @@ mod tests {
                     ));
                 }
                 let mut merged = super::super::merge(read).unwrap();
-                let shaped =
-                    shape(&vs, &mut merged).unwrap_or_else(|e| panic!("{}: {e}", vs.metadata.name.unwrap_or_default()));
+                let shaped = shape(&vs, &mut merged)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", vs.metadata.name.unwrap_or_default()));
                 assert!(!shaped.data.is_empty());
                 rendered += 1;
             }
@@ -223,9 +234,11 @@ mod tests {
         assert!(rendered >= 3, "{rendered} examples with templates");
     }
 
-    #[test]
-    fn a_failing_template_is_a_template_error() {
-        let err = shape(&vs(json!({"templates": {"url": "{{ nope }}"}})), &mut merged(&[])).unwrap_err();
+    #[tokio::test]
+    async fn a_failing_template_is_a_template_error() {
+        let err = shape(&vs(json!({"templates": {"url": "{{ nope }}"}})), &mut merged(&[]))
+            .await
+            .unwrap_err();
         assert_eq!(err.reason(), "TemplateError");
         assert!(err.to_string().starts_with("template url: undefined value"), "{err}");
     }

@@ -7,6 +7,7 @@ mod client;
 mod error;
 pub mod kv;
 pub mod lease;
+pub mod pki;
 mod login;
 mod sessions;
 

@@ -4,6 +4,7 @@
 //! by every VaultSecret that uses it.
 
 mod client;
+mod coalesce;
 mod error;
 pub mod kv;
 pub mod lease;

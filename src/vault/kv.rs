@@ -130,3 +130,40 @@ async fn read_once(client: &VaultClient, source: &KvSource) -> Result<KvSecret> 
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::vault::{Connection, client, parse_address};
+
+    fn source(spec: Value) -> KvSource {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn identical_reads_share_a_key_that_tells_tokens_apart_without_holding_them() {
+        let conn = Connection {
+            address: parse_address("http://127.0.0.1:8200").unwrap(),
+            namespace: None,
+            ca_pem: None,
+        };
+        let token = "hvs.token-canary-one";
+        let one = client::build(&conn, token, Duration::from_secs(1)).unwrap();
+        let two = client::build(&conn, "hvs.token-canary-two", Duration::from_secs(1)).unwrap();
+        let app = source(serde_json::json!({"mount": "secret", "path": "app"}));
+        let pinned = source(serde_json::json!({"mount": "secret", "path": "app", "version": 3}));
+        // What the caller does with the data (keys, renames) does not make the request differ.
+        let renamed = source(serde_json::json!({"mount": "secret", "path": "app", "prefix": "db_"}));
+
+        let key = ReadKey::new(&one, &app);
+        assert!(key == ReadKey::new(&one, &renamed));
+        assert!(key != ReadKey::new(&two, &app), "another token is another read");
+        assert!(key != ReadKey::new(&one, &pinned), "another version is another read");
+        assert!(
+            !key.token.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the key must not hold the token"
+        );
+    }
+}

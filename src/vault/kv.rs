@@ -1,13 +1,66 @@
 //! Reading KV secrets (engine v1 and v2).
+//!
+//! Identical reads — same server, namespace, token, engine, mount, path and version — that are
+//! in flight together, or that arrive within [`REUSE_WINDOW`] after one completed, share one
+//! request ([`super::coalesce`]): many VaultSecrets reading one path with one identity cost one
+//! read per refresh, not one each.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
 
+use rand::RngCore;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::client::VaultClient;
 
+use super::coalesce::Coalescer;
 use super::{Error, Result};
 use crate::api::{KvEngine, KvSource};
+
+/// How long a completed read serves identical reads that arrive after it. Short: the result holds
+/// secret data, which must not outlive the syncs that asked for it.
+pub const REUSE_WINDOW: Duration = Duration::from_secs(1);
+
+static READS: LazyLock<Coalescer<ReadKey, KvSecret>> = LazyLock::new(|| Coalescer::new(REUSE_WINDOW));
+
+/// What makes two reads identical. The token enters only as a SHA-256 hash keyed with random
+/// bytes of this process, so the map never holds it (nor anything it could be checked against).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ReadKey {
+    address: String,
+    namespace: Option<String>,
+    token: [u8; 32],
+    v2: bool,
+    mount: String,
+    path: String,
+    version: Option<u64>,
+}
+
+impl ReadKey {
+    fn new(client: &VaultClient, source: &KvSource) -> Self {
+        static KEY: LazyLock<[u8; 32]> = LazyLock::new(|| {
+            let mut key = [0; 32];
+            rand::rng().fill_bytes(&mut key);
+            key
+        });
+        let token = Sha256::new()
+            .chain_update(KEY.as_slice())
+            .chain_update(client.middle.token.as_bytes())
+            .finalize()
+            .into();
+        ReadKey {
+            address: client.settings.address.to_string(),
+            namespace: client.middle.namespace.clone(),
+            token,
+            v2: source.engine == KvEngine::V2,
+            mount: source.mount.clone(),
+            path: source.path.clone(),
+            version: source.version,
+        }
+    }
+}
 
 /// The content of one KV secret.
 pub struct KvSecret {
@@ -27,8 +80,20 @@ impl std::fmt::Debug for KvSecret {
     }
 }
 
-/// Reads the secret `source` points at.
+/// Reads the secret `source` points at, sharing the request with identical reads (see the module
+/// docs). Every caller gets its own copy of the data.
 pub async fn read(client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
+    let shared = READS
+        .get(ReadKey::new(client, source), || read_once(client, source))
+        .await?;
+    Ok(KvSecret {
+        data: shared.data.clone(),
+        version: shared.version,
+    })
+}
+
+/// One request for the secret `source` points at.
+async fn read_once(client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
     let operation = format!("kv {}/{}", source.mount, source.path);
     let address = client.settings.address.as_str();
     let classify = |e| Error::from_client(e, address, &operation);
@@ -63,5 +128,42 @@ pub async fn read(client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
             operation,
             detail: "the secret data is not an object".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::vault::{Connection, client, parse_address};
+
+    fn source(spec: Value) -> KvSource {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn identical_reads_share_a_key_that_tells_tokens_apart_without_holding_them() {
+        let conn = Connection {
+            address: parse_address("http://127.0.0.1:8200").unwrap(),
+            namespace: None,
+            ca_pem: None,
+        };
+        let token = "hvs.token-canary-one";
+        let one = client::build(&conn, token, Duration::from_secs(1)).unwrap();
+        let two = client::build(&conn, "hvs.token-canary-two", Duration::from_secs(1)).unwrap();
+        let app = source(serde_json::json!({"mount": "secret", "path": "app"}));
+        let pinned = source(serde_json::json!({"mount": "secret", "path": "app", "version": 3}));
+        // What the caller does with the data (keys, renames) does not make the request differ.
+        let renamed = source(serde_json::json!({"mount": "secret", "path": "app", "prefix": "db_"}));
+
+        let key = ReadKey::new(&one, &app);
+        assert!(key == ReadKey::new(&one, &renamed));
+        assert!(key != ReadKey::new(&two, &app), "another token is another read");
+        assert!(key != ReadKey::new(&one, &pinned), "another version is another read");
+        assert!(
+            !key.token.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the key must not hold the token"
+        );
     }
 }

@@ -4,9 +4,11 @@
 //! by every VaultSecret that uses it.
 
 mod client;
+mod coalesce;
 mod error;
 pub mod kv;
 pub mod lease;
+pub mod pki;
 mod login;
 mod sessions;
 

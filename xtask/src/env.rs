@@ -64,7 +64,7 @@ impl Env {
 
     /// Starts an environment in `opts.dir` and returns once the API server is ready, the
     /// `default` ServiceAccount exists in namespace `default`, OpenBao is unsealed with
-    /// KV v2 at `secret/` and KV v1 at `kv1/`, and PostgreSQL accepts connections. Any previous
+    /// KV v2 at `secret/`, KV v1 at `kv1/` and PKI at `pki/` (see [`crate::PKI_ROLE`]), and PostgreSQL accepts connections. Any previous
     /// data in the directory is discarded.
     pub fn up(opts: EnvOptions) -> Result<Env> {
         let EnvOptions { dir, detached } = opts;
@@ -92,7 +92,8 @@ impl Env {
         }
     }
 
-    /// Attaches to an environment started by `cargo xtask env up` in `dir`.
+    /// Attaches to an environment started by `cargo xtask env up` in `dir`, and sets up OpenBao's
+    /// PKI engine there if it lacks it.
     pub fn load(dir: &Path) -> Result<Env> {
         let dir = dir
             .canonicalize()
@@ -110,7 +111,10 @@ impl Env {
                 dir.display()
             )
         })?;
-        Env::new(&dir, state, HashMap::new())
+        let env = Env::new(&dir, state, HashMap::new())?;
+        // An environment started by an older xtask lacks what was added since; this is idempotent.
+        openbao::setup_pki(env.state.openbao_port, &env.vault_token).context("setting up PKI in OpenBao")?;
+        Ok(env)
     }
 
     /// The environment shared by all tests of one test binary, started on first use.

@@ -153,6 +153,66 @@ pub(crate) fn mount_kv(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
     wait_for_kv2(proc, port, token)
 }
 
+/// Where the PKI engine is mounted.
+pub const PKI_MOUNT: &str = "pki";
+
+/// The PKI role tests issue certificates with: `pki/issue/test`.
+pub const PKI_ROLE: &str = "test";
+
+/// Mounts the PKI engine at `pki/` (max lease TTL 10 years) with an internal EC root CA
+/// "vaultsync test root" and the role [`PKI_ROLE`]: names under `example.test` and `localhost`, IP SANs,
+/// EC P-256 keys, TTL up to 1 h (a request may ask for less, e.g. `ttl=30s`).
+///
+/// Idempotent: an existing mount and root are kept, the role is rewritten. So an environment
+/// started by an older xtask gets PKI when a test attaches to it.
+pub(crate) fn setup_pki(port: u16, token: &str) -> Result<()> {
+    let call = |method: &str, path: &str, body: Option<serde_json::Value>| -> Result<http::Response> {
+        let body = body.map(|b| b.to_string());
+        http::request(addr(port), method, &format!("/v1/{path}"), Some(token), body.as_deref())
+    };
+    let ok = |response: http::Response, what: &str| -> Result<http::Response> {
+        if !(200..300).contains(&response.status) {
+            bail!("{what} answered {}: {}", response.status, response.body);
+        }
+        Ok(response)
+    };
+    let mounts = ok(call("GET", "sys/mounts", None)?, "listing the mounts")?;
+    if mounts.json()?["data"]["pki/"].is_null() {
+        let body = json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } });
+        ok(call("POST", "sys/mounts/pki", Some(body))?, "mounting pki at pki/")?;
+    }
+    // An empty mount answers the issuer list with 404.
+    let issuers = call("GET", "pki/issuers?list=true", None)?;
+    if issuers.status != 200 || issuers.json()?["data"]["keys"].as_array().is_none_or(Vec::is_empty) {
+        let body = json!({
+            "common_name": "vaultsync test root",
+            "ttl": "87600h",
+            "key_type": "ec",
+            "key_bits": 256,
+        });
+        ok(
+            call("POST", "pki/root/generate/internal", Some(body))?,
+            "generating the PKI root CA",
+        )?;
+    }
+    let role = json!({
+        "allowed_domains": ["example.test", "localhost"],
+        "allow_subdomains": true,
+        "allow_bare_domains": true,
+        "allow_localhost": true,
+        "allow_ip_sans": true,
+        "key_type": "ec",
+        "key_bits": 256,
+        "ttl": "1h",
+        "max_ttl": "1h",
+    });
+    ok(
+        call("POST", &format!("{PKI_MOUNT}/roles/{PKI_ROLE}"), Some(role))?,
+        "writing the PKI role",
+    )?;
+    Ok(())
+}
+
 /// A KV v2 mount rejects requests for a moment after it is mounted or unsealed.
 fn wait_for_kv2(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
     let mounts = http::request(addr(port), "GET", "/v1/sys/mounts", Some(token), None)?;

@@ -77,6 +77,7 @@ pub(crate) fn start_all(
             let keys = openbao::initialize(dir, openbao_port)?;
             openbao::unseal(&mut proc, openbao_port, &keys)?;
             openbao::mount_kv(&mut proc, openbao_port, &keys.root_token)?;
+            openbao::setup_pki(openbao_port, &keys.root_token)?;
             Ok(proc)
         });
         let pg = scope.spawn(|| -> Result<(Proc, PathBuf)> {

@@ -1,0 +1,191 @@
+//! Coalescing identical reads: callers asking for the same key while a read is in flight wait
+//! for it and share its result instead of sending their own request.
+//!
+//! The first caller (the leader) performs the read in its own task; later callers subscribe to
+//! a `watch` channel. If the leader is dropped mid-read, its entry is removed and a waiting
+//! caller takes over. A success is kept for a short reuse window after completion, for callers
+//! that arrive just after, then dropped by a timer: nothing is retained beyond the window, and
+//! the map holds only reads in flight or completed within it. An error reaches every caller
+//! that waited for it but is not kept: a caller that arrives later (a retry) sends a new request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Result;
+
+/// What every caller of one coalesced read gets.
+pub(crate) type Shared<V> = Result<Arc<V>>;
+
+type Slots<K, V> = Mutex<Map<K, V>>;
+
+/// Reads in flight (and successes within the reuse window), by key.
+pub(crate) struct Coalescer<K, V> {
+    window: Duration,
+    slots: Arc<Slots<K, V>>,
+}
+
+struct Map<K, V> {
+    next_id: u64,
+    entries: HashMap<K, Entry<V>>,
+}
+
+struct Entry<V> {
+    /// Tells a read apart from a later one under the same key, so a late timer or a dropped
+    /// leader never removes its successor.
+    id: u64,
+    state: State<V>,
+}
+
+enum State<V> {
+    InFlight(watch::Receiver<Option<Shared<V>>>),
+    Done(Arc<V>),
+}
+
+enum Join<V> {
+    Done(Arc<V>),
+    Wait(watch::Receiver<Option<Shared<V>>>),
+    Lead(watch::Sender<Option<Shared<V>>>, u64),
+}
+
+impl<K, V> Coalescer<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    /// A coalescer that keeps a success for `window` after its read completes (zero: not at all).
+    pub(crate) fn new(window: Duration) -> Self {
+        Coalescer {
+            window,
+            slots: Arc::new(Mutex::new(Map {
+                next_id: 0,
+                entries: HashMap::new(),
+            })),
+        }
+    }
+
+    /// The result of `read` for `key`, shared with every caller asking for `key` meanwhile.
+    pub(crate) async fn get<F, Fut>(&self, key: K, read: F) -> Shared<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
+    {
+        let (sender, id) = loop {
+            match self.join(&key) {
+                Join::Done(value) => return Ok(value),
+                Join::Lead(sender, id) => break (sender, id),
+                Join::Wait(mut receiver) => {
+                    // An error: the leader was dropped before it finished; join again.
+                    let shared = receiver.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+                    if let Some(result) = shared {
+                        return result;
+                    }
+                }
+            }
+        };
+        let mut leader = Leader {
+            slots: &self.slots,
+            key: &key,
+            id,
+            finished: false,
+        };
+        let result = read().await.map(Arc::new);
+        leader.finish(&result, self.window);
+        sender.send_replace(Some(result.clone()));
+        result
+    }
+
+    /// Number of keys held (reads in flight or within the reuse window).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.slots).entries.len()
+    }
+
+    fn join(&self, key: &K) -> Join<V> {
+        let mut map = lock(&self.slots);
+        match map.entries.get(key).map(|e| &e.state) {
+            Some(State::Done(value)) => Join::Done(value.clone()),
+            Some(State::InFlight(receiver)) => Join::Wait(receiver.clone()),
+            None => {
+                let (sender, receiver) = watch::channel(None);
+                let id = map.next_id;
+                map.next_id += 1;
+                map.entries.insert(
+                    key.clone(),
+                    Entry {
+                        id,
+                        state: State::InFlight(receiver),
+                    },
+                );
+                Join::Lead(sender, id)
+            }
+        }
+    }
+}
+
+/// The leading caller's claim on an entry; removes it if the caller is dropped mid-read.
+struct Leader<'a, K: Eq + Hash, V> {
+    slots: &'a Arc<Slots<K, V>>,
+    key: &'a K,
+    id: u64,
+    finished: bool,
+}
+
+impl<K, V> Leader<'_, K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Keeps a success for `window` (removed by a timer), forgets an error at once.
+    fn finish(&mut self, result: &Shared<V>, window: Duration) {
+        self.finished = true;
+        let runtime = tokio::runtime::Handle::try_current();
+        let mut map = lock(self.slots);
+        let Some(entry) = map.entries.get_mut(self.key).filter(|e| e.id == self.id) else {
+            return;
+        };
+        match (result, runtime) {
+            (Ok(value), Ok(runtime)) if !window.is_zero() => {
+                entry.state = State::Done(value.clone());
+                let (slots, key, id) = (Arc::downgrade(self.slots), self.key.clone(), self.id);
+                runtime.spawn(async move {
+                    tokio::time::sleep(window).await;
+                    remove(&slots, &key, id);
+                });
+            }
+            _ => {
+                map.entries.remove(self.key);
+            }
+        }
+    }
+}
+
+impl<K: Eq + Hash, V> Drop for Leader<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.finished {
+            remove(&Arc::downgrade(self.slots), self.key, self.id);
+        }
+    }
+}
+
+/// Removes `key`'s entry if it is still read `id`.
+fn remove<K: Eq + Hash, V>(slots: &Weak<Slots<K, V>>, key: &K, id: u64) {
+    if let Some(slots) = slots.upgrade() {
+        let mut map = lock(&slots);
+        if map.entries.get(key).is_some_and(|e| e.id == id) {
+            map.entries.remove(key);
+        }
+    }
+}
+
+fn lock<K, V>(slots: &Slots<K, V>) -> MutexGuard<'_, Map<K, V>> {
+    // The map stays consistent under every panic point, so a poisoned lock is still usable.
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

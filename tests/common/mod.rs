@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod tls;
 mod logs;
 mod operator;
 mod restart;

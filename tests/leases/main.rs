@@ -10,6 +10,7 @@ mod common;
 mod deletion;
 mod edits;
 mod lifecycle;
+mod pki;
 mod restart;
 mod tokens;
 

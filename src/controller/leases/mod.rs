@@ -354,7 +354,27 @@ async fn issue(client: &VaultClient, source: &Source) -> vault::Result<Issued> {
             data: leased.data,
         });
     }
-    Err(vault::Error::Config("only dynamic sources are leased".into()))
+    if let Some(p) = &source.pki {
+        let request = vault::pki::Request {
+            common_name: p.common_name.clone(),
+            alt_names: p.alt_names.clone(),
+            ip_sans: p.ip_sans.clone(),
+            ttl: p.ttl.clone(),
+        };
+        let cert = vault::pki::issue(client, &p.mount, &p.role, &request).await?;
+        let left = cert.expiration - Timestamp::now().as_second();
+        let data = vault::pki::tls_data(&cert)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v).into_owned())))
+            .collect();
+        return Ok(Issued {
+            lease_id: format!("serial:{}", cert.serial_number),
+            duration: Duration::from_secs(u64::try_from(left).unwrap_or(0)),
+            renewable: false,
+            data,
+        });
+    }
+    Err(vault::Error::Config("only dynamic and pki sources are leased".into()))
 }
 
 /// Keyed hash of what a leased source asks Vault for: connection, kind and request, not the

@@ -232,7 +232,8 @@ pub struct Destination {
 #[serde(rename_all = "camelCase")]
 pub struct Refresh {
     /// Interval between reads of the sources (Go duration, e.g. `1h`, `15m`; at least `10s`;
-    /// default `1h`). Each object gets a little jitter so thousands do not refresh in lockstep.
+    /// default `1h`). Refreshes of VaultSecrets reading the same secrets as the same identity are
+    /// aligned (and share one read); others spread over the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refresh.interval must be at least 10s"))]

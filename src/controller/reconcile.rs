@@ -49,7 +49,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
     }
     match synced {
         Ok(synced) => {
-            let mut delay = schedule::refresh_delay(interval, &mut rand::rng());
+            let mut delay = schedule::refresh_delay(interval, schedule::phase_seed(&vs), jiff::Timestamp::now());
             if let Some(deadline) = synced.lease_deadline {
                 // A lease to renew or rotate, or a superseded one to revoke, before the refresh.
                 delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));

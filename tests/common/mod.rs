@@ -7,10 +7,10 @@
 
 pub mod auth;
 pub mod db;
-pub mod tls;
 mod logs;
 mod operator;
 mod restart;
+pub mod tls;
 mod vault;
 
 use std::future::Future;
@@ -140,6 +140,25 @@ impl TestNs {
         let mut obj = DynamicObject::new(name, &ar).within(&self.ns);
         obj.data = serde_json::json!({ "spec": spec });
         api.create(&PostParams::default(), &obj).await
+    }
+
+    /// Deletes VaultSecret `name` and waits until it is gone (finalizers done). Tests whose
+    /// VaultSecrets keep rotating end with it, so they stop before another test counts changes.
+    pub async fn delete_vs(&self, name: &str) {
+        let api = self.vaultsecrets();
+        let Some(vs) = api.get_opt(name).await.expect("get VaultSecret") else {
+            return;
+        };
+        api.delete(name, &kube::api::DeleteParams::default())
+            .await
+            .expect("delete VaultSecret");
+        let uid = vs.metadata.uid.clone().unwrap_or_default();
+        within(
+            &format!("{name} to be deleted"),
+            await_condition(api, name, kube::runtime::wait::conditions::is_deleted(&uid)),
+        )
+        .await
+        .expect("watch VaultSecret");
     }
 
     /// Waits (watch-based, bounded by [`EVENTUALLY`]) until the Secret satisfies `cond`.

@@ -1,7 +1,11 @@
 //! Two operator replicas as real processes: one leads, the other stands by and takes over when
-//! the leader dies, without rewriting Secrets; a leader shutting down releases the Lease.
+//! the leader dies, without rewriting Secrets or re-issuing leases; a leader shutting down
+//! releases the Lease.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -138,12 +142,30 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
     api.create(&PostParams::default(), &serde_json::from_value(vs).expect("object"))
         .await
         .expect("create VaultSecret");
+    // A leased source too: the new leader must renew its lease, not issue another.
+    let vault = common::Bao::new(env);
+    let creds = common::db::role(&vault, "ha", "20s", "10m");
+    let db: serde_json::Value = json!({
+        "apiVersion": "vaultsync.dev/v1alpha1", "kind": "VaultSecret",
+        "metadata": {"name": "db", "namespace": "ha"},
+        "spec": {"sources": [{"dynamic": {"mount": common::db::MOUNT, "path": creds}}]},
+    });
+    api.create(&PostParams::default(), &serde_json::from_value(db).expect("object"))
+        .await
+        .expect("create VaultSecret");
+    let vaultsecrets: Api<vaultsync::api::VaultSecret> = Api::namespaced(client.clone(), "ha");
+    let lease = async || {
+        let vs = vaultsecrets.get("db").await.ok()?;
+        vs.status?.sources.first()?.lease.clone()
+    };
 
     let synced = eventually("the first sync", Duration::from_secs(60), async || {
         let s = secrets.get_opt("app").await.ok().flatten()?;
         (value(&s, "password").as_deref() == Some("before")).then_some(s)
     })
     .await;
+    let leased = eventually("the first lease", Duration::from_secs(60), lease).await;
+    let db_synced = secrets.get("db").await.expect("Secret db");
     let leader = eventually("a leader", Duration::from_secs(30), async || holder(&leases).await).await;
     let index = replicas
         .iter()
@@ -181,6 +203,24 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
     assert_eq!(
         after.metadata.resource_version, synced.metadata.resource_version,
         "takeover rewrote the Secret"
+    );
+    let killed = jiff::Timestamp::now();
+    let renewed = eventually(
+        "the new leader to renew the lease",
+        Duration::from_secs(60),
+        async || {
+            lease()
+                .await
+                .filter(|l| l.expiry.0 > killed + jiff::SignedDuration::from_secs(20))
+        },
+    )
+    .await;
+    assert_eq!(renewed.id, leased.id, "the new leader issued a new lease");
+    assert_eq!(common::db::issued(&vault, &creds), 1, "credentials issued twice");
+    let db_after = secrets.get("db").await.expect("Secret db");
+    assert_eq!(
+        db_after.metadata.resource_version, db_synced.metadata.resource_version,
+        "takeover rewrote the leased Secret"
     );
 
     // And it does the job: a change reaches the Secret.

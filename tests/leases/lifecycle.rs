@@ -82,5 +82,8 @@ async fn credentials_log_in_are_renewed_then_rotated_before_max_ttl_and_the_old_
         vs.status.as_ref().is_some_and(|s| s.pending_revocations.is_empty())
     })
     .await;
+    let metrics = t.op.get("/metrics").await.1;
+    assert!(metrics.contains("vaultsync_lease_revocations_total{result=\"success\"}"));
     assert_not_leaked(&t, &[&pw1, &pw2]).await;
+    t.delete_vs("app").await;
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::auth::{kubernetes_role, setup};
 use crate::common::{TestNs, db, restart_operator, within_for};
-use crate::{creds, lease, synced, wait_vs_for};
+use crate::{assert_not_leaked, creds, lease, synced, wait_vs_for};
 
 /// A role issuing credentials at a path of its own, readable by ServiceAccount `app` logging in
 /// with Kubernetes auth role `<ns>` (`token` adds token_ttl/token_max_ttl); the VaultSecret spec.
@@ -54,6 +54,22 @@ async fn a_restarted_operator_keeps_the_short_lived_token_that_owns_the_lease_al
     assert_eq!(db::issued(bao, &path), 1, "new credentials were issued");
     let after = t.secrets().get("app").await.expect("Secret");
     assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+
+    // The kept tokens and the credentials appear nowhere else.
+    let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system")
+        .get("vaultsync-lease-tokens")
+        .await
+        .expect("the Secret keeping lease-owning tokens");
+    let tokens: Vec<String> = kept
+        .data
+        .unwrap_or_default()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    assert!(!tokens.is_empty());
+    let mut needles: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    needles.push(&password);
+    assert_not_leaked(&t, &needles).await;
 }
 
 #[tokio::test]
@@ -112,4 +128,5 @@ async fn leases_are_replaced_before_their_token_reaches_its_max_ttl_with_a_warni
             .any(|l| l.starts_with("vaultsync_token_limited_rotations_total ") && !l.ends_with(" 0")),
         "the metric did not count the early rotation"
     );
+    t.delete_vs("app").await;
 }

@@ -17,5 +17,6 @@ mod workloads;
 mod auto;
 mod coalescing;
 mod failures;
+mod leases;
 mod restart;
 mod targets;

@@ -1,7 +1,9 @@
 //! The VaultSecret controller: watches VaultSecrets and the Secrets they own, and syncs.
 
 mod connection;
+mod deletion;
 mod error;
+mod failure;
 mod identity;
 mod leases;
 mod observe;

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -15,7 +15,7 @@ use super::error::{Error, Result};
 use super::identity::{self, Login};
 use super::restarts;
 use super::secret::{self, Ownership};
-use super::{Context, SyncState, connection, leases, observe, schedule, sources, status};
+use super::{Context, SyncState, connection, deletion, failure, leases, observe, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
 
@@ -25,7 +25,7 @@ use crate::vault::{self, Connection, Identity, Outcome};
 #[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
     if vs.meta().deletion_timestamp.is_some() {
-        return finalize(&vs, &ctx).await;
+        return deletion::finalize(&vs, &ctx).await;
     }
     let vs = restarts::before_sync(vs, &ctx).await;
     let key = ObjectRef::from_obj(&*vs);
@@ -35,7 +35,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
     }
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
         Ok(interval) => interval,
-        Err(e) => return report_failure(&vs, &ctx, key, e, None).await,
+        Err(e) => return failure::report(&vs, &ctx, key, e, None).await,
     };
     let started = Instant::now();
     let mut recorded = None;
@@ -65,44 +65,8 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
             );
             Ok(Action::requeue(delay))
         }
-        Err(e) => report_failure(&vs, &ctx, key, e, recorded).await,
+        Err(e) => failure::report(&vs, &ctx, key, e, recorded).await,
     }
-}
-
-/// A deleted VaultSecret that holds the lease finalizer: revokes its leases, then lets it go.
-async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
-    if !vs.finalizers().iter().any(|f| f == leases::FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    let key = ObjectRef::from_obj(vs);
-    let attempt = ctx.failures(&key) + 1;
-    let handle = session(vs, ctx).await;
-    let client = handle.as_ref().map(|(_, h)| h.client.as_ref());
-    match leases::finalize(vs, ctx, client, attempt).await {
-        Ok(()) => Ok(Action::await_change()),
-        Err(e) => {
-            tracing::info!(reason = e.reason(), "{e}");
-            let delay = ctx.settings.backoff.delay(attempt, &mut rand::rng());
-            ctx.record(
-                key,
-                SyncState {
-                    generation: vs.metadata.generation,
-                    secret_version: None,
-                    next_sync: Instant::now() + delay,
-                    failures: attempt,
-                },
-            );
-            Ok(Action::requeue(delay))
-        }
-    }
-}
-
-/// The connection and an authenticated client for `vs`.
-async fn session(vs: &VaultSecret, ctx: &Context) -> Result<(Connection, vault::Handle)> {
-    let conn = connection::resolve(vs, ctx).await?;
-    let (identity, login) = identity::resolve(vs, ctx).await?;
-    let (handle, _) = ctx.vault.get(&conn, &identity, || login.credential(ctx)).await?;
-    Ok((conn, handle))
 }
 
 /// Called when [`reconcile`] itself fails (the failure could not even be reported).
@@ -225,7 +189,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
         }
         written.resource_version()
     };
-    remove_renamed_secret(vs, &api, &name).await?;
+    secret::remove_renamed(vs, &api, &name).await?;
 
     let previous = vs.status.clone().unwrap_or_default();
     let mut message = format!("Secret {name} is in sync with {} source(s)", merged.sources.len());
@@ -302,98 +266,6 @@ async fn read_sources(
         Err(e) => {
             book.abandon(&handle.client, ctx).await;
             Err(e)
-        }
-    }
-}
-
-/// When `spec.destination.name` changed, deletes the Secret written under the old name (only if
-/// this VaultSecret controls it).
-async fn remove_renamed_secret(vs: &VaultSecret, api: &Api<Secret>, name: &str) -> Result<()> {
-    let Some(old) = vs.status.as_ref().and_then(|s| s.secret_name.as_deref()) else {
-        return Ok(());
-    };
-    if old == name {
-        return Ok(());
-    }
-    let Some(old_secret) = api.get_opt(old).await.map_err(Error::kube("read previous Secret"))? else {
-        return Ok(());
-    };
-    if secret::ownership(&old_secret, vs) == Ownership::Ours {
-        api.delete(old, &DeleteParams::default())
-            .await
-            .map_err(Error::kube("delete previous Secret"))?;
-    }
-    Ok(())
-}
-
-/// Sets Ready=False with the error's reason, emits a Warning Event when the reason is new, and
-/// schedules a retry. The Secret is never touched here: the last good content stays.
-async fn report_failure(
-    vs: &VaultSecret,
-    ctx: &Context,
-    key: ObjectRef<VaultSecret>,
-    err: Error,
-    recorded: Option<VaultSecretStatus>,
-) -> Result<Action> {
-    let previous = recorded.unwrap_or_else(|| vs.status.clone().unwrap_or_default());
-    let had_reason = previous.ready().map(|c| (c.status.clone(), c.reason.clone()));
-    let mut message = err.to_string();
-    if previous.secret_hash.is_some() {
-        message.push_str("; the Secret keeps its last synced content");
-    }
-    tracing::info!(
-        namespace = vs.namespace().unwrap_or_default(),
-        name = vs.name_any(),
-        reason = err.reason(),
-        "sync failed: {message}"
-    );
-    let mut new = previous.clone();
-    new.observed_generation = vs.metadata.generation;
-    let new = status::with_condition(new, status::ready(vs, false, err.reason(), message.clone()));
-    let wrote = status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
-    if wrote && had_reason != Some(("False".into(), err.reason().into())) {
-        ctx.publish(vs, EventType::Warning, err.reason(), message).await;
-    }
-    let failures = ctx.failures(&key) + 1;
-    let mut delay = if err.needs_change() {
-        ctx.settings.backoff.max
-    } else {
-        ctx.settings.backoff.delay(failures, &mut rand::rng())
-    };
-    if let Error::Stale { expiry, .. } = &err {
-        // Retry often enough to renew the lease before it expires.
-        let left = leases::until(jiff::Timestamp::now(), *expiry);
-        delay = delay.min((left / 3).max(Duration::from_secs(1)));
-    }
-    let secret_version = ctx.secret_version(&key);
-    ctx.record(
-        key,
-        SyncState {
-            generation: vs.metadata.generation,
-            secret_version,
-            next_sync: Instant::now() + delay,
-            failures,
-        },
-    );
-    Ok(Action::requeue(delay))
-}
-
-impl Context {
-    pub(super) fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
-        Api::namespaced(self.client.clone(), &vs.namespace().unwrap_or_default())
-    }
-
-    /// Publishes an Event about `vs`; a failure to publish is logged, never fatal.
-    pub(super) async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &vs.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish event");
         }
     }
 }

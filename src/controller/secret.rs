@@ -142,3 +142,23 @@ pub async fn write(api: &Api<Secret>, existing: Option<&Secret>, desired: &Desir
         .await
         .map_err(Error::kube("remove foreign Secret keys"))
 }
+
+/// When `spec.destination.name` changed, deletes the Secret written under the old name (only if
+/// this VaultSecret controls it).
+pub async fn remove_renamed(vs: &VaultSecret, api: &Api<Secret>, name: &str) -> Result<()> {
+    let Some(old) = vs.status.as_ref().and_then(|s| s.secret_name.as_deref()) else {
+        return Ok(());
+    };
+    if old == name {
+        return Ok(());
+    }
+    let Some(old_secret) = api.get_opt(old).await.map_err(Error::kube("read previous Secret"))? else {
+        return Ok(());
+    };
+    if ownership(&old_secret, vs) == Ownership::Ours {
+        api.delete(old, &DeleteParams::default())
+            .await
+            .map_err(Error::kube("delete previous Secret"))?;
+    }
+    Ok(())
+}

@@ -1,10 +1,12 @@
-//! Building the status and writing it only when it changed.
+//! Reporting: building the status and writing it only when it changed, and Events.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::Context;
 use super::error::{Error, Result};
 use crate::MANAGER;
 use crate::api::{READY, VaultSecret, VaultSecretStatus};
@@ -53,4 +55,24 @@ pub async fn write_if_changed(api: &Api<VaultSecret>, vs: &VaultSecret, status: 
     .await
     .map_err(Error::kube("write status"))?;
     Ok(true)
+}
+
+impl Context {
+    pub(super) fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
+        Api::namespaced(self.client.clone(), &vs.namespace().unwrap_or_default())
+    }
+
+    /// Publishes an Event about `vs`; a failure to publish is logged, never fatal.
+    pub(super) async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &vs.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish event");
+        }
+    }
 }

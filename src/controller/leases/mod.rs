@@ -8,6 +8,7 @@
 
 mod cache;
 mod plan;
+mod request;
 mod revoke;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vaultrs::client::VaultClient;
 
 pub use plan::until;
@@ -28,7 +29,7 @@ use super::error::{Error, Result};
 use crate::api::{LeaseAction, LeaseStatus, PendingRevocation, Source, VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection};
 use cache::{Cache, Kept};
-use plan::{Issued, Step, Why};
+use plan::{Step, Why};
 
 /// Default of `spec.refresh.revokeGracePeriod`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(300);
@@ -153,7 +154,7 @@ impl Book {
         ctx: &Context,
     ) -> Result<Obtained> {
         let client = handle.client.as_ref();
-        let request_hash = request_hash(conn, source, ctx);
+        let request_hash = request::request_hash(conn, source, ctx);
         let kept = self
             .previous
             .get(name)
@@ -278,7 +279,7 @@ impl Book {
         request_hash: String,
         ctx: &Context,
     ) -> Result<Obtained> {
-        let issued = vault::observe(&ctx.metrics, "issue", issue(&handle.client, source)).await?;
+        let issued = vault::observe(&ctx.metrics, "issue", request::issue(&handle.client, source)).await?;
         tracing::info!(
             source = name,
             lease = issued.lease_id,
@@ -337,59 +338,4 @@ impl Book {
             ctx.metrics.lease_revocations.with_label_values(&[result]).inc();
         }
     }
-}
-
-async fn issue(client: &VaultClient, source: &Source) -> vault::Result<Issued> {
-    if let Some(d) = &source.dynamic {
-        let params = d
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let leased = vault::lease::issue(client, d.method.as_str(), &d.mount, &d.path, &params).await?;
-        return Ok(Issued {
-            lease_id: leased.lease_id,
-            duration: leased.duration,
-            renewable: leased.renewable,
-            data: leased.data,
-        });
-    }
-    if let Some(p) = &source.pki {
-        let request = vault::pki::Request {
-            common_name: p.common_name.clone(),
-            alt_names: p.alt_names.clone(),
-            ip_sans: p.ip_sans.clone(),
-            ttl: p.ttl.clone(),
-        };
-        let cert = vault::pki::issue(client, &p.mount, &p.role, &request).await?;
-        let left = cert.expiration - Timestamp::now().as_second();
-        let data = vault::pki::tls_data(&cert)
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v).into_owned())))
-            .collect();
-        return Ok(Issued {
-            lease_id: format!("serial:{}", cert.serial_number),
-            duration: Duration::from_secs(u64::try_from(left).unwrap_or(0)),
-            renewable: false,
-            data,
-        });
-    }
-    Err(vault::Error::Config("only dynamic and pki sources are leased".into()))
-}
-
-/// Keyed hash of what a leased source asks Vault for: connection, kind and request, not the
-/// key mapping, so only a change of the request issues new credentials.
-fn request_hash(conn: &Connection, source: &Source, ctx: &Context) -> String {
-    let request = match (&source.dynamic, &source.pki) {
-        (Some(d), _) => json!({"mount": d.mount, "path": d.path, "method": d.method, "params": d.params}),
-        (_, Some(p)) => json!(p),
-        _ => Value::Null,
-    };
-    let body = json!({
-        "address": conn.address.as_str(),
-        "namespace": conn.namespace,
-        "kind": source.kind(),
-        "request": request,
-    });
-    ctx.hash_key.request_hash(body.to_string().as_bytes())
 }

@@ -16,6 +16,7 @@
 //!   reported ([`Sessions::notify_ending`], [`Sessions::token_end`]) so the leases it issued can
 //!   be replaced in time.
 
+mod ends;
 mod store;
 mod token;
 
@@ -27,7 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use vaultrs::client::VaultClient;
 
+pub use ends::TokenEnd;
 pub use store::{TokenStore, token_ref};
+
+use ends::Ends;
 
 use super::login::{self, Credential};
 use super::{Connection, Error, Identity};
@@ -65,49 +69,6 @@ struct Entry {
     ends: Arc<Ends>,
 }
 
-/// When a token's end became known, and the end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TokenEnd {
-    pub known: jiff::Timestamp,
-    pub end: jiff::Timestamp,
-}
-
-/// Tokens whose end is known, by [`token_ref`].
-#[derive(Default)]
-struct Ends {
-    known: Mutex<HashMap<String, TokenEnd>>,
-    notify: Mutex<Option<UnboundedSender<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Ends {
-    /// Records (once) and reports the end of `session`'s token, if it is known.
-    fn note(&self, session: &Session) {
-        let Some(end) = session.end() else { return };
-        let now = jiff::Timestamp::now();
-        let left = end.saturating_duration_since(Instant::now());
-        let end = now
-            .saturating_add(jiff::SignedDuration::try_from(left).unwrap_or_default())
-            .unwrap_or(now);
-        let mut known = lock(&self.known);
-        known.retain(|_, e| e.end > now);
-        if known
-            .insert(session.token_ref.clone(), TokenEnd { known: now, end })
-            .is_some()
-        {
-            return;
-        }
-        drop(known);
-        tracing::info!(token = session.token_ref, %end, "Vault token reaches its max TTL; its leases must be replaced");
-        if let Some(tx) = lock(&self.notify).as_ref() {
-            let _ = tx.send(session.token_ref.clone());
-        }
-    }
-}
-
 impl Entry {
     /// Publishes when the current token expires.
     fn report_expiry(&self, ttl: Option<Duration>) {
@@ -119,6 +80,10 @@ impl Entry {
                 .set(expires);
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Default)]
@@ -314,69 +279,6 @@ impl Sessions {
                 let delay = self.backoff.delay(state.failures, &mut rand::rng());
                 state.retry_at = Some((now + delay, err.clone()));
                 Err(err.into())
-            }
-        }
-    }
-
-    /// Keeps the current token of `identity` alive until `until` (leases it issued live that
-    /// long), and in the [`TokenStore`] so that a restarted operator uses it too.
-    pub async fn hold(&self, conn: &Connection, identity: &Identity, until: Instant) {
-        let entry = self.entry(conn, identity);
-        {
-            let mut held = lock(&entry.held_until);
-            *held = (*held).max(Some(until));
-        }
-        let mut state = entry.state.lock().await;
-        let Some(session) = state.session.as_ref() else { return };
-        if session.ttl.is_none() {
-            // A token used as given (the operator's, or one from a Secret) is not ours to keep.
-            return;
-        }
-        let (token, reference) = (session.client.settings.token.clone(), session.token_ref.clone());
-        if let Some(store) = &self.store
-            && state.saved.as_deref() != Some(reference.as_str())
-        {
-            store.save(entry.key.clone(), token).await;
-            state.saved = Some(reference);
-        }
-        start_renewing(&entry, &mut state);
-    }
-
-    /// Adopts the token a previous operator left in the store, if Vault still accepts it.
-    async fn restore(&self, entry: &Arc<Entry>, state: &mut State, conn: &Connection) -> Option<Handle> {
-        let store = self.store.as_ref()?;
-        let token = store.load(entry.key.clone()).await?;
-        match vault::observe(&self.metrics, "lookup", login::adopt(conn, &token, self.timeout)).await {
-            Ok(adopted) if adopted.ttl.is_none_or(|ttl| ttl > EXPIRY_MARGIN * 2) => {
-                entry.report_expiry(adopted.ttl);
-                let client = Arc::new(adopted.client);
-                let session = Session {
-                    token_ref: token_ref(&token),
-                    client,
-                    issued: Instant::now(),
-                    ttl: adopted.ttl,
-                    renewable: adopted.renewable,
-                    capped: false,
-                };
-                tracing::info!(
-                    token = session.token_ref,
-                    "picked up the Vault token a previous operator used"
-                );
-                let handle = session.handle();
-                state.saved = Some(session.token_ref.clone());
-                state.session = Some(session);
-                start_renewing(entry, state);
-                Some(handle)
-            }
-            other => {
-                if let Err(e) = other {
-                    tracing::info!(
-                        reason = e.reason(),
-                        "the kept Vault token is no longer usable; logging in"
-                    );
-                }
-                store.remove(entry.key.clone()).await;
-                None
             }
         }
     }

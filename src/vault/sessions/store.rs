@@ -4,10 +4,15 @@
 //! a new leader) therefore picks up the token its predecessor used, rather than logging in anew
 //! and letting the old token — and with it every credential it issued — expire.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
-use crate::vault::{Connection, Identity};
+use super::token::Session;
+use super::{EXPIRY_MARGIN, Entry, Handle, Sessions, State, lock, start_renewing};
+use crate::vault::{self, Connection, Identity, login};
 
 /// Persistent storage for tokens, keyed by [`key`]. Implementations must keep tokens secret
 /// (the controller uses a Secret in the operator's namespace).
@@ -34,6 +39,71 @@ pub fn key(conn: &Connection, identity: &Identity) -> String {
 /// A short hash that names a token in status and metrics without revealing it.
 pub fn token_ref(token: &str) -> String {
     hex::encode(&Sha256::digest(token.as_bytes())[..8])
+}
+
+impl Sessions {
+    /// Keeps the current token of `identity` alive until `until` (leases it issued live that
+    /// long), and in the [`TokenStore`] so that a restarted operator uses it too.
+    pub async fn hold(&self, conn: &Connection, identity: &Identity, until: Instant) {
+        let entry = self.entry(conn, identity);
+        {
+            let mut held = lock(&entry.held_until);
+            *held = (*held).max(Some(until));
+        }
+        let mut state = entry.state.lock().await;
+        let Some(session) = state.session.as_ref() else { return };
+        if session.ttl.is_none() {
+            // A token used as given (the operator's, or one from a Secret) is not ours to keep.
+            return;
+        }
+        let (token, reference) = (session.client.settings.token.clone(), session.token_ref.clone());
+        if let Some(store) = &self.store
+            && state.saved.as_deref() != Some(reference.as_str())
+        {
+            store.save(entry.key.clone(), token).await;
+            state.saved = Some(reference);
+        }
+        start_renewing(&entry, &mut state);
+    }
+
+    /// Adopts the token a previous operator left in the store, if Vault still accepts it.
+    pub(super) async fn restore(&self, entry: &Arc<Entry>, state: &mut State, conn: &Connection) -> Option<Handle> {
+        let store = self.store.as_ref()?;
+        let token = store.load(entry.key.clone()).await?;
+        match vault::observe(&self.metrics, "lookup", login::adopt(conn, &token, self.timeout)).await {
+            Ok(adopted) if adopted.ttl.is_none_or(|ttl| ttl > EXPIRY_MARGIN * 2) => {
+                entry.report_expiry(adopted.ttl);
+                let client = Arc::new(adopted.client);
+                let session = Session {
+                    token_ref: token_ref(&token),
+                    client,
+                    issued: Instant::now(),
+                    ttl: adopted.ttl,
+                    renewable: adopted.renewable,
+                    capped: false,
+                };
+                tracing::info!(
+                    token = session.token_ref,
+                    "picked up the Vault token a previous operator used"
+                );
+                let handle = session.handle();
+                state.saved = Some(session.token_ref.clone());
+                state.session = Some(session);
+                start_renewing(entry, state);
+                Some(handle)
+            }
+            other => {
+                if let Err(e) = other {
+                    tracing::info!(
+                        reason = e.reason(),
+                        "the kept Vault token is no longer usable; logging in"
+                    );
+                }
+                store.remove(entry.key.clone()).await;
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,49 @@
+//! A deleted VaultSecret that holds the lease finalizer: its leases are revoked (with bounded
+//! retries), then it is let go.
+
+use std::time::Instant;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+
+use super::error::Result;
+use super::{Context, SyncState, connection, identity, leases};
+use crate::api::VaultSecret;
+use crate::vault;
+
+/// A deleted VaultSecret that holds the lease finalizer: revokes its leases, then lets it go.
+pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
+    if !vs.finalizers().iter().any(|f| f == leases::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let key = ObjectRef::from_obj(vs);
+    let attempt = ctx.failures(&key) + 1;
+    let handle = session(vs, ctx).await;
+    let client = handle.as_ref().map(|(_, h)| h.client.as_ref());
+    match leases::finalize(vs, ctx, client, attempt).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) => {
+            tracing::info!(reason = e.reason(), "{e}");
+            let delay = ctx.settings.backoff.delay(attempt, &mut rand::rng());
+            ctx.record(
+                key,
+                SyncState {
+                    generation: vs.metadata.generation,
+                    secret_version: None,
+                    next_sync: Instant::now() + delay,
+                    failures: attempt,
+                },
+            );
+            Ok(Action::requeue(delay))
+        }
+    }
+}
+
+/// The connection and an authenticated client for `vs`.
+async fn session(vs: &VaultSecret, ctx: &Context) -> Result<(vault::Connection, vault::Handle)> {
+    let conn = connection::resolve(vs, ctx).await?;
+    let (identity, login) = identity::resolve(vs, ctx).await?;
+    let (handle, _) = ctx.vault.get(&conn, &identity, || login.credential(ctx)).await?;
+    Ok((conn, handle))
+}

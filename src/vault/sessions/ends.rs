@@ -1,0 +1,50 @@
+//! Tokens whose end is known (renewal capped by the max TTL, or not renewable): the leases they
+//! issued must be replaced before then.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::lock;
+use super::token::Session;
+
+/// When a token's end became known, and the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenEnd {
+    pub known: jiff::Timestamp,
+    pub end: jiff::Timestamp,
+}
+
+/// Tokens whose end is known, by [`token_ref`].
+#[derive(Default)]
+pub(super) struct Ends {
+    pub(super) known: Mutex<HashMap<String, TokenEnd>>,
+    pub(super) notify: Mutex<Option<UnboundedSender<String>>>,
+}
+
+impl Ends {
+    /// Records (once) and reports the end of `session`'s token, if it is known.
+    pub(super) fn note(&self, session: &Session) {
+        let Some(end) = session.end() else { return };
+        let now = jiff::Timestamp::now();
+        let left = end.saturating_duration_since(Instant::now());
+        let end = now
+            .saturating_add(jiff::SignedDuration::try_from(left).unwrap_or_default())
+            .unwrap_or(now);
+        let mut known = lock(&self.known);
+        known.retain(|_, e| e.end > now);
+        if known
+            .insert(session.token_ref.clone(), TokenEnd { known: now, end })
+            .is_some()
+        {
+            return;
+        }
+        drop(known);
+        tracing::info!(token = session.token_ref, %end, "Vault token reaches its max TTL; its leases must be replaced");
+        if let Some(tx) = lock(&self.notify).as_ref() {
+            let _ = tx.send(session.token_ref.clone());
+        }
+    }
+}

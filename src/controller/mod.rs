@@ -2,6 +2,7 @@
 
 mod connection;
 mod deletion;
+mod destination;
 mod error;
 mod failure;
 mod identity;
@@ -236,6 +237,8 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
+    // managedFields are most of a cached object's size and never read.
+    .modify(|meta| meta.managed_fields_mut().clear())
     .reflect(writer)
     .touched_objects();
 
@@ -275,6 +278,7 @@ pub async fn run(
     let deleted_ctx = ctx.clone();
     let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(|vs| vs.managed_fields_mut().clear())
         .reflect(vs_writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(vs)) => deleted_ctx.forget(vs),

@@ -14,8 +14,8 @@ use kube::{Resource, ResourceExt};
 use super::error::{Error, Result};
 use super::identity::{self, Login};
 use super::restarts;
-use super::secret::{self, Ownership};
-use super::{Context, SyncState, connection, deletion, failure, leases, observe, schedule, sources, status};
+use super::secret;
+use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::vault::{self, Connection, Identity, Outcome};
 
@@ -142,53 +142,13 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
     let shaped = sources::shape(vs, &mut merged).await?;
     let desired = secret::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
-    let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-
-    let mut adopted = false;
-    if let Some(existing) = &existing {
-        match secret::ownership(existing, vs) {
-            Ownership::Ours => {}
-            Ownership::Unowned if vs.spec.destination.take_over => adopted = true,
-            Ownership::Unowned => {
-                return Err(Error::SecretNotOwned(format!(
-                    "Secret {name} already exists and was not created by this VaultSecret; it is left untouched (set spec.destination.takeOver: true to adopt it)"
-                )));
-            }
-            Ownership::Foreign(owner) => {
-                return Err(Error::SecretNotOwned(format!(
-                    "Secret {name} already exists and is controlled by {owner}; it is left untouched"
-                )));
-            }
-        }
-    }
-    let existed = existing.is_some();
-    let unchanged = existing.as_ref().is_some_and(|e| secret::up_to_date(e, &desired));
-    let secret_version = if unchanged {
-        existing.and_then(|e| e.resource_version())
-    } else {
-        let rotation = observe::rotation_reason(existing.as_ref(), &desired, vs);
-        let written = secret::write(&api, existing.as_ref(), &desired).await?;
-        if let Some(reason) = rotation {
-            ctx.observe_rotation(vs, reason);
-        }
-        let (reason, note) = match adopted {
-            true => (
-                "SecretAdopted",
-                format!("Adopted existing Secret {name} (spec.destination.takeOver)"),
-            ),
-            false => ("SecretWritten", format!("Wrote Secret {name}")),
-        };
-        ctx.publish(vs, EventType::Normal, reason, note).await;
-        // Only when the content was written, so a refresh that changes nothing stays quiet.
-        if !shaped.env_skipped.is_empty() {
-            let note = format!(
-                "Keys {} of Secret {name} are not environment variable names, so envFrom skips them (spec.destination.envKeys: true renames them)",
-                shaped.env_skipped.join(", ")
-            );
-            ctx.publish(vs, EventType::Warning, "KeysSkippedByEnvFrom", note).await;
-        }
-        written.resource_version()
-    };
+    let key = ObjectRef::from_obj(vs);
+    let last_version = ctx.secret_version(&key);
+    let destination::Applied {
+        secret_version,
+        existed,
+        unchanged,
+    } = destination::apply(vs, ctx, &api, &desired, last_version.as_deref(), &shaped.env_skipped).await?;
     secret::remove_renamed(vs, &api, &name).await?;
 
     let previous = vs.status.clone().unwrap_or_default();

@@ -1,0 +1,162 @@
+//! Making the destination Secret match what was read, with as few API calls as the metadata
+//! cache allows:
+//! - the Secret the metadata watch shows is ours, carries the applied hash we want, and has the
+//!   resourceVersion this operator last wrote or verified: nothing to read, nothing to write;
+//! - the cache knows no such Secret: create it (one call), and only if it turns out to exist
+//!   after all, read it and decide as below;
+//! - otherwise read it, check who owns it, and write it if it differs.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::error::{Error, Result};
+use super::secret::{self, Desired, Ownership};
+use super::{Context, observe};
+use crate::api::VaultSecret;
+use crate::{APPLIED_HASH_ANNOTATION, MANAGER};
+
+/// What applying the destination did.
+pub struct Applied {
+    /// The Secret's resourceVersion afterwards.
+    pub secret_version: Option<String>,
+    /// The Secret existed before.
+    pub existed: bool,
+    /// Its content and metadata were already as desired: nothing was written.
+    pub unchanged: bool,
+}
+
+/// Makes the destination Secret of `vs` equal `desired`. `last_version` is the resourceVersion
+/// this operator last wrote or verified; `env_skipped` names keys envFrom would skip.
+pub async fn apply(
+    vs: &VaultSecret,
+    ctx: &Context,
+    api: &Api<Secret>,
+    desired: &Desired,
+    last_version: Option<&str>,
+    env_skipped: &[String],
+) -> Result<Applied> {
+    let name = desired.secret.name_any();
+    let cached = ctx
+        .secrets
+        .get(&ObjectRef::new(&name).within(&vs.namespace().unwrap_or_default()));
+    match cached {
+        Some(meta) if cached_up_to_date(&meta, vs, desired, last_version) => {
+            return Ok(Applied {
+                secret_version: meta.resource_version(),
+                existed: true,
+                unchanged: true,
+            });
+        }
+        Some(_) => {}
+        None => {
+            let params = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&params, &desired.secret).await {
+                Ok(written) => {
+                    report_write(vs, ctx, None, desired, false, env_skipped).await;
+                    return Ok(Applied {
+                        secret_version: written.resource_version(),
+                        existed: false,
+                        unchanged: false,
+                    });
+                }
+                // Someone else's Secret (not in the cache), or ours not yet seen by the watch.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => return Err(Error::kube("create Secret")(e)),
+            }
+        }
+    }
+    let existing = api.get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+    let adopted = match &existing {
+        Some(existing) => check_ownership(existing, vs, &name)?,
+        None => false,
+    };
+    if existing.as_ref().is_some_and(|e| secret::up_to_date(e, desired)) {
+        return Ok(Applied {
+            secret_version: existing.and_then(|e| e.resource_version()),
+            existed: true,
+            unchanged: true,
+        });
+    }
+    let written = secret::write(api, existing.as_ref(), desired).await?;
+    report_write(vs, ctx, existing.as_ref(), desired, adopted, env_skipped).await;
+    Ok(Applied {
+        secret_version: written.resource_version(),
+        existed: existing.is_some(),
+        unchanged: false,
+    })
+}
+
+/// Whether the cached metadata proves the Secret already is `desired`: ours, the applied hash
+/// and every label and annotation in place, and not changed since we last wrote or read it.
+fn cached_up_to_date(
+    meta: &kube::core::PartialObjectMeta<Secret>,
+    vs: &VaultSecret,
+    desired: &Desired,
+    last_version: Option<&str>,
+) -> bool {
+    let ours = meta
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == vs.meta().uid.as_ref());
+    let want = &desired.secret.metadata;
+    let contains = |have: &std::collections::BTreeMap<String, String>,
+                    want: &Option<std::collections::BTreeMap<String, String>>| {
+        want.iter().flatten().all(|(k, v)| have.get(k) == Some(v))
+    };
+    ours && last_version.is_some()
+        && meta.resource_version().as_deref() == last_version
+        && meta.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&desired.applied_hash)
+        && contains(meta.labels(), &want.labels)
+        && contains(meta.annotations(), &want.annotations)
+}
+
+/// Whether `vs` may write `existing`: ours, or unowned with `takeOver` (then `true`: adopted).
+fn check_ownership(existing: &Secret, vs: &VaultSecret, name: &str) -> Result<bool> {
+    match secret::ownership(existing, vs) {
+        Ownership::Ours => Ok(false),
+        Ownership::Unowned if vs.spec.destination.take_over => Ok(true),
+        Ownership::Unowned => Err(Error::SecretNotOwned(format!(
+            "Secret {name} already exists and was not created by this VaultSecret; it is left untouched (set spec.destination.takeOver: true to adopt it)"
+        ))),
+        Ownership::Foreign(owner) => Err(Error::SecretNotOwned(format!(
+            "Secret {name} already exists and is controlled by {owner}; it is left untouched"
+        ))),
+    }
+}
+
+/// Metrics and Events for a write of the Secret's content.
+async fn report_write(
+    vs: &VaultSecret,
+    ctx: &Context,
+    existing: Option<&Secret>,
+    desired: &Desired,
+    adopted: bool,
+    env_skipped: &[String],
+) {
+    let name = desired.secret.name_any();
+    if let Some(reason) = observe::rotation_reason(existing, desired, vs) {
+        ctx.observe_rotation(vs, reason);
+    }
+    let (reason, note) = match adopted {
+        true => (
+            "SecretAdopted",
+            format!("Adopted existing Secret {name} (spec.destination.takeOver)"),
+        ),
+        false => ("SecretWritten", format!("Wrote Secret {name}")),
+    };
+    ctx.publish(vs, EventType::Normal, reason, note).await;
+    // Only when the content was written, so a refresh that changes nothing stays quiet.
+    if !env_skipped.is_empty() {
+        let note = format!(
+            "Keys {} of Secret {name} are not environment variable names, so envFrom skips them (spec.destination.envKeys: true renames them)",
+            env_skipped.join(", ")
+        );
+        ctx.publish(vs, EventType::Warning, "KeysSkippedByEnvFrom", note).await;
+    }
+}

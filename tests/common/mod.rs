@@ -161,6 +161,19 @@ impl TestNs {
         .expect("watch VaultSecret");
     }
 
+    /// The first core/v1 Event with `reason` in this namespace; panics when there is none.
+    pub async fn event(&self, reason: &str) -> k8s_openapi::api::core::v1::Event {
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &self.ns)
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list Events");
+        events
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason))
+            .unwrap_or_else(|| panic!("no {reason} Event in {}", self.ns))
+    }
+
     /// Waits (watch-based, bounded by [`EVENTUALLY`]) until the Secret satisfies `cond`.
     pub async fn wait_secret(&self, name: &str, what: &str, cond: impl Condition<Secret>) -> Secret {
         within(what, await_condition(self.secrets(), name, cond))

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
@@ -110,15 +110,7 @@ async fn leases_are_replaced_before_their_token_reaches_its_max_ttl_with_a_warni
     // The old lease dies with its token (Vault revokes it): the rotation was needed.
     db::wait_login_refused(bao, &user, &password, Duration::from_secs(30)).await;
 
-    let events = Api::<Event>::namespaced(t.client.clone(), &t.ns)
-        .list(&ListParams::default())
-        .await
-        .expect("list Events");
-    let warning = events
-        .items
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("TokenExpiresBeforeLease"))
-        .expect("a TokenExpiresBeforeLease Event");
+    let warning = t.event("TokenExpiresBeforeLease").await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     assert!(warning.message.as_deref().unwrap_or_default().contains("token_period"));
     let metrics = t.op.get("/metrics").await.1;

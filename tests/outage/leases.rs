@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 use vaultsync::api::{LeaseStatus, VaultSecret};
@@ -115,15 +114,7 @@ async fn deletion_during_an_outage_gives_up_revoking_after_a_few_attempts_with_a
     .expect("watch");
     t.op.env.start_openbao().expect("start OpenBao");
 
-    let events = Api::<Event>::namespaced(t.client.clone(), &t.ns)
-        .list(&ListParams::default())
-        .await
-        .expect("list Events");
-    let warning = events
-        .items
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("LeasesNotRevoked"))
-        .expect("a LeasesNotRevoked Event");
+    let warning = t.event("LeasesNotRevoked").await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     assert!(
         warning.message.as_deref().unwrap_or_default().contains(&first.id),

@@ -105,8 +105,11 @@ struct Synced {
 async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecretStatus>) -> Result<Synced> {
     let ns = vs.namespace().unwrap_or_default();
     templates_allowed(vs, ctx.settings.allow_templates)?;
-    let leased = vs.spec.sources.iter().any(|s| s.is_leased());
-    // Before any lease is issued, so a deletion can never miss one.
+    // Before any lease is issued, so a deletion can never miss one; kept while replaced leases
+    // wait for their revocation.
+    let status = vs.status.as_ref();
+    let leased = vs.spec.sources.iter().any(|s| s.is_leased())
+        || status.is_some_and(|s| !s.pending_revocations.is_empty() || s.sources.iter().any(|s| s.lease.is_some()));
     leases::set_finalizer(vs, ctx, leased && vs.spec.refresh.revokes_on_delete()).await?;
     let conn = connection::resolve(vs, ctx).await?;
     let (identity, login) = identity::resolve(vs, ctx).await?;

@@ -18,6 +18,7 @@ use vaultrs::client::VaultClient;
 use super::coalesce::Coalescer;
 use super::{Error, Result};
 use crate::api::{KvEngine, KvSource};
+use crate::metrics::Metrics;
 
 /// How long a completed read serves identical reads that arrive after it. Short: the result holds
 /// secret data, which must not outlive the syncs that asked for it.
@@ -81,10 +82,12 @@ impl std::fmt::Debug for KvSecret {
 }
 
 /// Reads the secret `source` points at, sharing the request with identical reads (see the module
-/// docs). Every caller gets its own copy of the data.
-pub async fn read(client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
+/// docs). Every caller gets its own copy of the data. `metrics` count the requests actually sent.
+pub async fn read(client: &VaultClient, source: &KvSource, metrics: &Metrics) -> Result<KvSecret> {
     let shared = READS
-        .get(ReadKey::new(client, source), || read_once(client, source))
+        .get(ReadKey::new(client, source), || {
+            super::observe(metrics, "read", read_once(client, source))
+        })
         .await?;
     Ok(KvSecret {
         data: shared.data.clone(),

@@ -63,7 +63,7 @@ pub async fn read_all(
             ..Default::default()
         };
         let data = if let Some(kv) = &source.kv {
-            let secret = vault::observe(&ctx.metrics, "read", vault::kv::read(client, kv)).await?;
+            let secret = vault::kv::read(client, kv, &ctx.metrics).await?;
             status.version = secret.version;
             map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
         } else {

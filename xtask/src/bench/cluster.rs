@@ -53,27 +53,39 @@ pub fn namespace_of(prefix: &str, i: usize, namespaces: usize) -> String {
     format!("{prefix}-{}", i % namespaces.max(1))
 }
 
-/// A VaultSecret reading KV v2 `secret/bench/p{path}`, refreshed hourly.
-pub fn vault_secret(name: &str, ns: &str, path: usize) -> Result<DynamicObject> {
+/// A VaultSecret reading KV v2 `secret/{path}`, refreshed every `interval` (a Go duration).
+pub fn vault_secret(name: &str, ns: &str, path: &str, interval: &str) -> Result<DynamicObject> {
     let mut obj = DynamicObject::new(name, &vault_secret_resource()).within(ns);
     obj.metadata.labels = Some(BTreeMap::from([(LABEL.to_owned(), "1".to_owned())]));
     obj.data = json!({
         "spec": {
-            "sources": [{ "kv": { "mount": "secret", "path": format!("bench/p{path}") } }],
-            "refresh": { "interval": "1h" },
+            "sources": [{ "kv": { "mount": "secret", "path": path } }],
+            "refresh": { "interval": interval },
         }
     });
     Ok(obj)
 }
 
+/// The KV path (under the `secret` mount) of the `i`th of the bulk objects.
+pub fn bulk_path(i: usize, paths: usize) -> String {
+    format!("bench/p{}", i % paths.max(1))
+}
+
 /// Creates `n` VaultSecrets `vs-I` spread over `namespaces` namespaces `{prefix}-K`, reading the
 /// `paths` paths round-robin, `CONCURRENCY` at a time. Returns how long the creates took.
-pub async fn create_bulk(client: &Client, prefix: &str, n: usize, namespaces: usize, paths: usize) -> Result<Duration> {
+pub async fn create_bulk(
+    client: &Client,
+    prefix: &str,
+    n: usize,
+    namespaces: usize,
+    paths: usize,
+    interval: &str,
+) -> Result<Duration> {
     let started = Instant::now();
     stream::iter(0..n)
         .map(|i| async move {
             let ns = namespace_of(prefix, i, namespaces);
-            let obj = vault_secret(&format!("vs-{i}"), &ns, i % paths.max(1))?;
+            let obj = vault_secret(&format!("vs-{i}"), &ns, &bulk_path(i, paths), interval)?;
             vault_secrets(client, &ns)
                 .create(&PostParams::default(), &obj)
                 .await

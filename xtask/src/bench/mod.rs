@@ -2,11 +2,15 @@
 //! the baseline (a plain client doing the operator's API-server writes for N objects), then N
 //! VaultSecrets synced by the release operator — time to all Ready, first-sync latency of probes
 //! applied meanwhile, CPU and memory from `/proc`, Vault requests from the audit log and the
-//! operator's metrics, and a 60 s idle window that should cost nothing.
+//! operator's metrics, and a 60 s idle window that should cost nothing. With `--interval` of at
+//! most 10 minutes, one refresh cycle is observed instead of the idle window (see [`cycle`]).
 //!
 //! Not part of the test suite: it prints figures, and CI times nothing.
 
+mod args;
 mod cluster;
+mod cycle;
+mod markdown;
 mod operator;
 mod ready;
 mod report;
@@ -21,7 +25,10 @@ use kube::api::PostParams;
 use serde::Serialize;
 
 use crate::{Env, EnvOptions, workspace_root};
+pub use args::{BenchArgs, Kind};
+use args::{command_line, interval};
 use cluster::{CONCURRENCY, PROBE_NAMESPACE};
+use cycle::Cycle;
 use operator::Operator;
 use ready::ReadyTracker;
 use vault::{AuditLog, Requests};
@@ -32,30 +39,28 @@ const BASELINE_PREFIX: &str = "base";
 const BULK_PREFIX: &str = "bulk";
 /// Give up on a size after this long without all Ready.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// Options of `cargo xtask bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// Numbers of VaultSecrets, one run each.
-    #[arg(long, value_delimiter = ',', default_value = "1000")]
-    pub sizes: Vec<usize>,
-    /// Distinct KV paths the VaultSecrets read.
-    #[arg(long, default_value_t = 300)]
-    pub paths: usize,
-    /// Namespaces the VaultSecrets are spread over (all use the operator's own token for now).
-    #[arg(long, default_value_t = 4)]
-    pub identities: usize,
-    /// Length of the idle window after everything is Ready, seconds.
-    #[arg(long, default_value_t = 60)]
-    pub idle: u64,
-    /// Seconds between first-sync latency probes during the bulk sync.
-    #[arg(long, default_value_t = 2.0)]
-    pub probe_every: f64,
+/// The figures of the idle window.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Idle {
+    pub window_s: f64,
+    /// Operator CPU seconds over the window.
+    pub cpu_s: f64,
+    pub vault: Requests,
+    pub metrics: BTreeMap<String, f64>,
+    /// Secrets and VaultSecrets whose resourceVersion changed (expected: 0).
+    pub secret_writes: u64,
+    pub status_writes: u64,
 }
 
 /// The figures of one size.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SizeResult {
+    /// The command, date and machine of the run.
+    pub command: String,
+    pub date: String,
+    pub machine: String,
+    /// `spec.refresh.interval` of the VaultSecrets.
+    pub interval: String,
     pub n: usize,
     pub paths: usize,
     pub namespaces: usize,
@@ -71,28 +76,30 @@ pub struct SizeResult {
     pub probe_p50_s: Option<f64>,
     pub probe_p99_s: Option<f64>,
     pub rss_ready_mib: f64,
+    /// Peak and current RSS at the end (after the idle window or the refresh cycle).
     pub rss_peak_mib: f64,
     pub rss_settled_mib: f64,
     /// Operator CPU from its start to all Ready (includes start-up and the initial list).
     pub cpu_sync_s: f64,
-    pub cpu_idle_s: f64,
     /// CPU seconds of kube-apiserver, etcd and OpenBao during the baseline writes.
     pub components_cpu_baseline_s: BTreeMap<String, f64>,
     /// CPU seconds of kube-apiserver, etcd and OpenBao from the first create to all Ready.
     pub components_cpu_sync_s: BTreeMap<String, f64>,
-    pub idle_window_s: f64,
     pub vault_sync: Requests,
-    pub vault_idle: Requests,
     pub metrics_sync: BTreeMap<String, f64>,
-    pub metrics_idle: BTreeMap<String, f64>,
-    pub idle_secret_writes: u64,
-    pub idle_status_writes: u64,
+    /// The idle window (sync runs).
+    pub idle: Option<Idle>,
+    /// The refresh cycle (refresh runs).
+    pub cycle: Option<Cycle>,
 }
 
-/// Runs the benchmark, prints the table, writes `results.json` and `docs/benchmarks.md`.
+/// Runs the benchmark, prints the table, and updates `results-KIND.json` and the section of its kind
+/// in `docs/benchmarks.md`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let root = workspace_root();
     let dir = root.join("target/vaultsync-bench");
+    let kind = Kind::of(interval(args)?);
+    let command = command_line(args);
     eprintln!("bench: building the release operator");
     operator::build(&root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,31 +112,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             dir: dir.clone(),
             detached: false,
         })?;
-        let result = runtime.block_on(run_size(&env, args, n, &root));
+        let result = runtime.block_on(run_size(&env, args, n, &root, &command));
         let down = env.down();
         let result = result.with_context(|| format!("benchmark with {n} VaultSecrets"))?;
         down?;
         report::print_row(&result);
         results.push(result);
     }
-    let json = serde_json::to_string_pretty(&results)?;
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("results.json"), json)?;
     println!();
-    print!("{}", report::table(&results));
-    let command = command_line(args);
-    report::write_markdown(&root.join("docs/benchmarks.md"), &results, &command)?;
-    println!("\nwrote {} and docs/benchmarks.md", dir.join("results.json").display());
+    print!("{}", report::table(kind, &results));
+    // Rows of earlier runs of the same kind stay, unless this run measured their size again.
+    let json_path = dir.join(format!("results-{}.json", kind.name()));
+    let mut rows: Vec<serde_json::Value> = std::fs::read(&json_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    rows.retain(|row| !results.iter().any(|r| row["n"] == r.n));
+    rows.extend(
+        results
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    rows.sort_by_key(|row| row["n"].as_u64());
+    let kept: Vec<SizeResult> = rows
+        .iter()
+        .filter_map(|row| serde_json::from_value(row.clone()).ok())
+        .collect();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&rows)?)?;
+    markdown::update(&root.join("docs/benchmarks.md"), kind, &kept)?;
+    println!("\nwrote {} and docs/benchmarks.md", json_path.display());
     Ok(())
 }
 
-async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path) -> Result<SizeResult> {
+async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path, command: &str) -> Result<SizeResult> {
+    let interval = interval(args)?;
     let namespaces = args.identities.max(1);
     let client = cluster::client(&env.kubeconfig).await?;
     setup(env, &client, args, namespaces).await?;
 
     eprintln!("bench[{n}]: baseline ({n} Secret applies + {n} status applies, {CONCURRENCY} at a time)");
-    cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths).await?;
+    cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, &args.interval).await?;
     let cpu_before_baseline = operator::component_cpu(&env.dir);
     let baseline = cluster::baseline(&client, BASELINE_PREFIX, n, namespaces).await?;
     let cpu_baseline = operator::counter_delta(&cpu_before_baseline, &operator::component_cpu(&env.dir));
@@ -149,7 +173,7 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path)
     let cpu_before_sync = operator::component_cpu(&env.dir);
     let started = Instant::now();
     let (create, probes) = tokio::join!(
-        cluster::create_bulk(&client, BULK_PREFIX, n, namespaces, args.paths),
+        cluster::create_bulk(&client, BULK_PREFIX, n, namespaces, args.paths, &args.interval),
         probe(&client, &tracker, args, n),
     );
     let create = create?;
@@ -159,32 +183,37 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path)
     let cpu_sync = operator::counter_delta(&cpu_before_sync, &operator::component_cpu(&env.dir));
     let metrics_ready = op.counters()?;
     let audit_ready = audit.mark()?;
-    eprintln!(
-        "bench[{n}]: all Ready after {operator_s:.1}s; idle window {}s",
-        args.idle
-    );
-
-    let watched: Vec<String> = (0..namespaces)
-        .map(|k| format!("{BULK_PREFIX}-{k}"))
-        .chain([PROBE_NAMESPACE.to_owned()])
-        .collect();
-    // Let the last status writes land before the idle window starts.
+    eprintln!("bench[{n}]: all Ready after {operator_s:.1}s");
+    // Let the last status writes land before the idle window or the cycle starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let versions_before = cluster::resource_versions(&client, &watched).await?;
-    let idle_usage_start = op.usage()?;
-    let idle_audit_start = audit.mark()?;
-    let idle_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.idle)).await;
+
+    let (idle, cycle) = match Kind::of(interval) {
+        Kind::Sync => (Some(idle_window(&client, &op, &audit, args, namespaces).await?), None),
+        Kind::Refresh => {
+            let setup = cycle::Setup {
+                env,
+                client: &client,
+                tracker: &tracker,
+                op: &op,
+                audit: &audit,
+                args,
+                n,
+                namespaces,
+                interval,
+            };
+            (None, Some(cycle::observe(setup).await?))
+        }
+    };
     op.check_alive()?;
-    let idle_window_s = idle_started.elapsed().as_secs_f64();
     let settled = op.usage()?;
-    let metrics_end = op.counters()?;
-    let versions_after = cluster::resource_versions(&client, &watched).await?;
-    let (idle_secret_writes, idle_status_writes) = cluster::changed(&versions_before, &versions_after);
 
     let mut sorted = probes.clone();
     sorted.sort_by(f64::total_cmp);
     Ok(SizeResult {
+        command: command.to_owned(),
+        date: report::date(),
+        machine: report::machine(),
+        interval: args.interval.clone(),
         n,
         paths: args.paths,
         namespaces,
@@ -199,16 +228,47 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path)
         rss_peak_mib: settled.hwm_mib,
         rss_settled_mib: settled.rss_mib,
         cpu_sync_s: ready_usage.cpu_seconds - cpu_start,
-        cpu_idle_s: settled.cpu_seconds - idle_usage_start.cpu_seconds,
         components_cpu_baseline_s: cpu_baseline,
         components_cpu_sync_s: cpu_sync,
-        idle_window_s,
         vault_sync: audit.count(audit_start, audit_ready)?,
-        vault_idle: audit.count(idle_audit_start, audit.mark()?)?,
         metrics_sync: operator::counter_delta(&metrics_start, &metrics_ready),
-        metrics_idle: operator::counter_delta(&metrics_ready, &metrics_end),
-        idle_secret_writes,
-        idle_status_writes,
+        idle,
+        cycle,
+    })
+}
+
+/// The idle window after all are Ready: nothing is due, so nothing should happen.
+async fn idle_window(
+    client: &Client,
+    op: &Operator,
+    audit: &AuditLog,
+    args: &BenchArgs,
+    namespaces: usize,
+) -> Result<Idle> {
+    eprintln!("bench: idle window {}s", args.idle);
+    let watched: Vec<String> = (0..namespaces)
+        .map(|k| format!("{BULK_PREFIX}-{k}"))
+        .chain([PROBE_NAMESPACE.to_owned()])
+        .collect();
+    let versions_before = cluster::resource_versions(client, &watched).await?;
+    let usage_start = op.usage()?;
+    let metrics_start = op.counters()?;
+    let audit_start = audit.mark()?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.idle)).await;
+    let window_s = started.elapsed().as_secs_f64();
+    let usage_end = op.usage()?;
+    let metrics_end = op.counters()?;
+    let vault = audit.count(audit_start, audit.mark()?)?;
+    let versions_after = cluster::resource_versions(client, &watched).await?;
+    let (secret_writes, status_writes) = cluster::changed(&versions_before, &versions_after);
+    Ok(Idle {
+        window_s,
+        cpu_s: usage_end.cpu_seconds - usage_start.cpu_seconds,
+        vault,
+        metrics: operator::counter_delta(&metrics_start, &metrics_end),
+        secret_writes,
+        status_writes,
     })
 }
 
@@ -265,7 +325,8 @@ async fn probe(client: &Client, tracker: &ReadyTracker, args: &BenchArgs, n: usi
         }
         if Instant::now() >= next_probe {
             let name = format!("probe-{}", sent.len());
-            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, sent.len() % args.paths.max(1))?;
+            let path = cluster::bulk_path(sent.len(), args.paths);
+            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, &path, &args.interval)?;
             let at = Instant::now();
             api.create(&PostParams::default(), &obj).await?;
             sent.push((format!("{PROBE_NAMESPACE}/{name}"), at));
@@ -273,22 +334,28 @@ async fn probe(client: &Client, tracker: &ReadyTracker, args: &BenchArgs, n: usi
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    Ok((probe_latencies(tracker, &sent).await, last_bulk))
+}
+
+/// Create-to-Ready latency of each probe `(namespace/name, created)`, waiting up to 60 s for the
+/// last ones; probes not Ready by then are left out.
+async fn probe_latencies(tracker: &ReadyTracker, sent: &[(String, Instant)]) -> Vec<f64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut latencies = Vec::new();
-    for (key, at) in &sent {
+    for (key, at) in sent {
         loop {
             if let Some(ready) = tracker.ready_at(key) {
                 latencies.push(ready.duration_since(*at).as_secs_f64());
                 break;
             }
             if Instant::now() > deadline {
-                eprintln!("bench: probe {key} not Ready within 60s of the bulk; left out");
+                eprintln!("bench: probe {key} not Ready within 60s; left out");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    Ok((latencies, last_bulk))
+    latencies
 }
 
 /// Waits until the operator serves `/metrics`.
@@ -313,14 +380,4 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted.get(rank - 1).copied()
-}
-
-fn command_line(args: &BenchArgs) -> String {
-    let sizes: Vec<String> = args.sizes.iter().map(ToString::to_string).collect();
-    format!(
-        "cargo xtask bench --sizes {} --paths {} --identities {}",
-        sizes.join(","),
-        args.paths,
-        args.identities
-    )
 }

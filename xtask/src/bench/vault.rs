@@ -1,42 +1,57 @@
 //! The OpenBao side: the KV secrets the benchmark reads, and the requests counted in the audit log.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Env;
 use crate::http;
 
-/// Writes `paths` KV v2 secrets `secret/bench/pN`.
+/// The KV v2 path (under `secret`) the cycle's probes read, apart from the bulk paths.
+pub const PROBE_PATH: &str = "bench/probe";
+
+/// Writes `paths` KV v2 secrets `secret/bench/pN`, and [`PROBE_PATH`].
 pub fn write_paths(env: &Env, paths: usize) -> Result<()> {
+    for p in 0..paths {
+        write(env, &format!("bench/p{p}"), &password(p))?;
+    }
+    write(env, PROBE_PATH, "probe")
+}
+
+/// The password the benchmark first writes at `secret/bench/p{p}`.
+pub fn password(p: usize) -> String {
+    format!("password-{p:08}")
+}
+
+/// Writes a new version of KV v2 `secret/{path}` with `password`.
+pub fn write(env: &Env, path: &str, password: &str) -> Result<()> {
     let addr: SocketAddr = env
         .vault_addr
         .trim_start_matches("http://")
         .parse()
         .context("parsing the OpenBao address")?;
-    for p in 0..paths {
-        let body = json!({ "data": { "username": "bench", "password": format!("password-{p:08}") } });
-        let response = http::request(
-            addr,
-            "POST",
-            &format!("/v1/secret/data/bench/p{p}"),
-            Some(&env.vault_token),
-            Some(&body.to_string()),
-        )?;
-        if response.status / 100 != 2 {
-            bail!("writing secret/bench/p{p}: HTTP {}", response.status);
-        }
+    let body = json!({ "data": { "username": "bench", "password": password } });
+    let response = http::request(
+        addr,
+        "POST",
+        &format!("/v1/secret/data/{path}"),
+        Some(&env.vault_token),
+        Some(&body.to_string()),
+    )?;
+    if response.status / 100 != 2 {
+        bail!("writing secret/{path}: HTTP {}", response.status);
     }
     Ok(())
 }
 
 /// Requests OpenBao received, by kind, from its audit log.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Requests {
     /// Logins (`auth/*/login`).
     pub logins: u64,
@@ -44,6 +59,18 @@ pub struct Requests {
     pub kv_reads: u64,
     /// Everything else (token lookups and renewals, `sys/*`, writes).
     pub other: u64,
+    /// KV reads by path (`secret/data/...`).
+    #[serde(skip)]
+    pub reads_by_path: BTreeMap<String, u64>,
+}
+
+impl Requests {
+    /// KV reads of paths under `secret/data/{prefix}`, and how many distinct paths they were.
+    pub fn reads_under(&self, prefix: &str) -> (u64, usize) {
+        let full = format!("secret/data/{prefix}");
+        let under = self.reads_by_path.iter().filter(|(p, _)| p.starts_with(&full));
+        (under.clone().map(|(_, n)| n).sum(), under.count())
+    }
 }
 
 /// A position in the audit log, to count the requests after it.
@@ -95,6 +122,7 @@ fn count_between(path: &Path, from: u64, to: u64) -> Result<Requests> {
             requests.logins += 1;
         } else if operation == "read" && path.starts_with("secret/data/") {
             requests.kv_reads += 1;
+            *requests.reads_by_path.entry(path.to_owned()).or_default() += 1;
         } else {
             requests.other += 1;
         }

@@ -42,6 +42,9 @@ pub struct Cycle {
     /// paths they were.
     pub bulk_reads: u64,
     pub bulk_paths_read: usize,
+    /// Bulk paths read more than once in that interval: refreshes of one path not coalesced.
+    #[serde(default)]
+    pub bulk_paths_read_again: usize,
     /// KV reads of the probes' own path in the first interval.
     pub probe_reads: u64,
     /// Distinct (identity, path) pairs the bulk VaultSecrets read: the target of `bulk_reads`.
@@ -196,8 +199,8 @@ pub async fn observe(s: Setup<'_>) -> Result<Cycle> {
         cluster::changed(&split(&versions_before, true), &split(&versions_after, true));
 
     let vault_interval = audit.count(audit_start, audit_interval.unwrap_or(audit_end))?;
-    let (bulk_reads, bulk_paths_read) = vault_interval.reads_under("bench/p");
-    let (probe_reads, _) = vault_interval.reads_under(PROBE_PATH);
+    let (bulk_reads, bulk_paths_read, bulk_paths_read_again) = vault_interval.reads_under("bench/p");
+    let (probe_reads, _, _) = vault_interval.reads_under(PROBE_PATH);
     let probes = probe_latencies(tracker, &sent).await;
     let mut sorted = probes.clone();
     sorted.sort_by(f64::total_cmp);
@@ -208,6 +211,7 @@ pub async fn observe(s: Setup<'_>) -> Result<Cycle> {
         vault_interval,
         bulk_reads,
         bulk_paths_read,
+        bulk_paths_read_again,
         probe_reads,
         // One identity (the operator's token) for now.
         distinct_pairs: args.paths.min(n),

@@ -113,8 +113,8 @@ benchmark) to the last one seen `Ready=True` by a watch. It includes the creates
 - **ratio**: operator / baseline, the headline figure (target: at most 1.25 at N=10,000).
 - **probe p50/p99**: a new VaultSecret is applied every 2 s (`--probe-every`) while the N sync; \
 time from its create to `Ready=True`.
-- **RSS**: the operator's `VmHWM` (peak) and `VmRSS` at the end — after the idle window, or after \
-the refresh cycle — (settled), from `/proc/PID/status`.
+- **RSS**: the operator's `VmHWM` (peak) and `VmRSS` (settled) at the end of the run — after the \
+idle window, or after the refresh cycle — from `/proc/PID/status`.
 - **CPU**: the operator's utime+stime from `/proc/PID/stat`, from its start to all Ready (sync), \
 and over the idle window.
 - **Vault**: requests in OpenBao's audit log, from the operator's start to all Ready (sync) and \

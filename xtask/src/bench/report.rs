@@ -160,8 +160,15 @@ fn cycle_notes(out: &mut String, n: usize, c: &Cycle) {
     let _ = writeln!(
         out,
         "N={n} Vault requests in the first {:.0} s (one interval) of the cycle: {} KV reads ({} of \
-         the bulk paths, over {} distinct paths; {} by probes), {} logins, {} other",
-        c.interval_s, v.kv_reads, c.bulk_reads, c.bulk_paths_read, c.probe_reads, v.logins, v.other
+         the bulk paths, over {} distinct paths, {} of them read more than once; {} by probes), {} logins, {} other",
+        c.interval_s,
+        v.kv_reads,
+        c.bulk_reads,
+        c.bulk_paths_read,
+        c.bulk_paths_read_again,
+        c.probe_reads,
+        v.logins,
+        v.other
     );
     let w = &c.vault_window;
     let _ = writeln!(

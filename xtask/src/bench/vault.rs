@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::Env;
 use crate::http;
 
-/// The KV v2 path (under `secret`) the cycle's probes read, apart from the bulk paths.
-pub const PROBE_PATH: &str = "bench/probe";
+/// The KV v2 path (under `secret`) the cycle's probes read, apart from the bulk paths (and not
+/// under their prefix `bench/p`, so the two are counted apart).
+pub const PROBE_PATH: &str = "probe/bench";
 
 /// Writes `paths` KV v2 secrets `secret/bench/pN`, and [`PROBE_PATH`].
 pub fn write_paths(env: &Env, paths: usize) -> Result<()> {
@@ -65,11 +66,13 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// KV reads of paths under `secret/data/{prefix}`, and how many distinct paths they were.
-    pub fn reads_under(&self, prefix: &str) -> (u64, usize) {
+    /// KV reads of paths under `secret/data/{prefix}`, how many distinct paths they were, and
+    /// how many of those paths were read more than once.
+    pub fn reads_under(&self, prefix: &str) -> (u64, usize, usize) {
         let full = format!("secret/data/{prefix}");
         let under = self.reads_by_path.iter().filter(|(p, _)| p.starts_with(&full));
-        (under.clone().map(|(_, n)| n).sum(), under.count())
+        let again = under.clone().filter(|(_, n)| **n > 1).count();
+        (under.clone().map(|(_, n)| n).sum(), under.count(), again)
     }
 }
 

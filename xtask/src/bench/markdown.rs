@@ -27,17 +27,18 @@ pub fn update(path: &Path, kind: Kind, results: &[SizeResult]) -> Result<()> {
         .iter()
         .all(|&k| existing.contains(&begin(k)) && existing.contains(&end(k)));
     let base = if has_sections { existing } else { template() };
-    let (Some(from), Some(to)) = (base.find(&begin(kind)), base.find(&end(kind))) else {
+    let Some(md) = replace_section(&base, kind, &section(kind, results)) else {
         anyhow::bail!("{}: the {} markers are out of order", path.display(), kind.name());
     };
-    let from = from + begin(kind).len();
-    let mut md = String::with_capacity(base.len());
-    md.push_str(&base[..from]);
-    md.push('\n');
-    md.push_str(&section(kind, results));
-    md.push_str(&base[to..]);
     std::fs::write(path, md)?;
     Ok(())
+}
+
+/// `base` with the text between the markers of `kind` replaced by `body`.
+fn replace_section(base: &str, kind: Kind, body: &str) -> Option<String> {
+    let from = base.find(&begin(kind))? + begin(kind).len();
+    let to = base.find(&end(kind)).filter(|&to| to >= from)?;
+    Some(format!("{}\n{body}{}", &base[..from], &base[to..]))
 }
 
 /// The generated part of a kind's section.
@@ -51,11 +52,16 @@ fn section(kind: Kind, results: &[SizeResult]) -> String {
         let _ = writeln!(md, "- {date}, {machine}: `{command}`");
     }
     if let Some(r) = results.first() {
+        // Rows of different runs may differ in interval.
+        let intervals: BTreeSet<&str> = results.iter().map(|r| r.interval.as_str()).collect();
+        let intervals: Vec<&str> = intervals.into_iter().collect();
         let _ = writeln!(
             md,
             "- Workload: N VaultSecrets over {} namespaces reading {} distinct KV v2 paths, \
              `refresh.interval: {}`; all with the operator's own token (one Vault identity).",
-            r.namespaces, r.paths, r.interval
+            r.namespaces,
+            r.paths,
+            intervals.join("` or `")
         );
     }
     let _ = writeln!(
@@ -88,7 +94,8 @@ fn template() -> String {
          The sections below are written by the benchmark; each kind of run rewrites only its own.\n\n\
          ```sh\n\
          cargo xtask bench --sizes 1000,5000,10000 --paths 300 --identities 4\n\
-         cargo xtask bench --sizes 1000,10000 --interval 60s\n\
+         cargo xtask bench --sizes 1000 --interval 60s\n\
+         cargo xtask bench --sizes 10000 --interval 120s\n\
          ```\n\n\
          ## Sync: time to all Ready, then an idle window\n\n{}\n{}\n\n\
          ## Refresh cycle: one full cycle after all are Ready\n\n{}\n{}\n\n\
@@ -150,6 +157,31 @@ Secret, and its time includes the benchmark's own N creates on the same API serv
 benchmark client. Repeated runs differ noticeably (the baseline at N=1,000 took 3.3 s, 4.5 s and \
 6.9 s in three runs); compare figures from the same run.
 - Probes are few at small N (one every 2 s), so p99 there is close to the maximum.
+- Refresh runs observe the first cycle after the sync, not a steady state: a VaultSecret that \
+synced less than a tenth of the interval before its grid point skips to the next one, so a few \
+paths may be read first after the observed interval (KV reads / cycle a little under distinct \
+pairs). An interval shorter than the sync (about 90 s at N=10,000 here) makes refreshes overlap \
+it, hence `--interval 120s` at 10,000.
 - Rows of a section may come from different runs (a run replaces only the sizes it measured); \
 each run is listed with its date.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_rewrites_only_its_own_section_and_keeps_the_prose_around_it() {
+        let base = template().replace(
+            "## What the columns mean",
+            "Written by hand.\n\n## What the columns mean",
+        );
+        let once = replace_section(&base, Kind::Refresh, "refresh rows\n").unwrap();
+        let twice = replace_section(&once, Kind::Sync, "sync rows\n").unwrap();
+        let again = replace_section(&twice, Kind::Refresh, "new refresh rows\n").unwrap();
+        assert!(again.contains("sync rows\n<!-- bench:sync end -->"));
+        assert!(again.contains("\nnew refresh rows\n<!-- bench:refresh end -->"));
+        assert!(!again.contains("\nrefresh rows"));
+        assert!(again.contains("Written by hand."));
+    }
+}

@@ -141,7 +141,8 @@ reads of their own path are left out (see the notes).
 cycle; time from its create to `Ready=True` (target: p99 under 1 s while the others refresh).
 - **rotation K / s**: K = N / paths VaultSecrets read the path changed at the start of the cycle; \
 seconds from that change until a watch has seen the new value in all K Secrets (target: at most \
-the interval plus 10 s). `- (k of K)`: only k had it when the cycle ended.
+the interval plus 10 s). `- (k of K)`: only k had it by the end of the cycle (or of the interval plus \
+15 s, if later).
 - **writes unchanged**: Secrets and VaultSecrets (status) of the N − K whose path did not change, \
 whose resourceVersion changed during the cycle (expected: 0).
 - **CPU cycle**: the operator's CPU seconds over the cycle.

@@ -2,6 +2,7 @@
 //! that is deleted with `spec.refresh.revokeOnDelete` (through a finalizer).
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -15,6 +16,9 @@ use crate::vault;
 
 /// Finalizer that holds a deleted VaultSecret until its leases are revoked.
 pub const FINALIZER: &str = "vaultsync.dev/revoke-leases";
+
+/// How long a failed revocation of a superseded lease waits before the next attempt.
+const RETRY_REVOKE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// Attempts at revoking a deleted VaultSecret's leases before letting it go anyway.
 pub const DELETE_ATTEMPTS: u32 = 5;
@@ -69,7 +73,12 @@ pub async fn revoke_due(
             }
             Err(e) => {
                 tracing::warn!(lease = entry.lease_id, error = %e, "could not revoke superseded lease; will retry");
-                kept.push(entry);
+                // Not again at once (a policy without sys/leases/revoke would fail every time).
+                let retry = now.saturating_add(RETRY_REVOKE).unwrap_or(now).min(entry.expiry.0);
+                kept.push(PendingRevocation {
+                    revoke_after: Time(retry),
+                    ..entry
+                });
             }
         }
     }

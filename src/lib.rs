@@ -7,6 +7,7 @@ pub mod controller;
 pub mod hash;
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod rollout;
 pub mod template;

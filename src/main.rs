@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            vaultsync::memory::limit_arenas();
             init_logging(args.serve.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
@@ -61,6 +62,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bound = http::serve(serve.metrics_address, metrics.clone(), ready.clone()).await?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
     let client = kube::Client::try_default().await?;
+    tokio::spawn(vaultsync::memory::trim_periodically());
 
     // `stop` turns true on SIGTERM/Ctrl-C, or when leadership is lost.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

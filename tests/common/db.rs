@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
+use vaultsync::api::{LeaseStatus, VaultSecret};
 
 use super::{Bao, within_for};
 
@@ -105,4 +106,13 @@ pub fn policy(bao: &Bao, name: &str, path: &str) {
         &format!("sys/policies/acl/{name}"),
         &format!("policy={policy}"),
     ]);
+}
+
+/// The lease of source `source` (its name, or its index) in `vs`'s status; panics without one.
+pub fn lease(vs: &VaultSecret, source: &str) -> LeaseStatus {
+    vs.status
+        .as_ref()
+        .and_then(|s| s.sources.iter().find(|s| s.name == source))
+        .and_then(|s| s.lease.clone())
+        .unwrap_or_else(|| panic!("no lease for source {source} in status: {:?}", vs.status))
 }

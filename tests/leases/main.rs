@@ -34,11 +34,7 @@ fn db_spec(path: &str, refresh: Value) -> Value {
 
 /// The lease of source `db` in `vs`'s status.
 fn lease(vs: &VaultSecret) -> LeaseStatus {
-    vs.status
-        .as_ref()
-        .and_then(|s| s.sources.iter().find(|s| s.name == "db"))
-        .and_then(|s| s.lease.clone())
-        .unwrap_or_else(|| panic!("no lease in status: {:?}", vs.status))
+    db::lease(vs, "db")
 }
 
 /// Username and password in `secret`.

@@ -13,12 +13,9 @@ use vaultsync::api::{LeaseStatus, VaultSecret};
 use crate::OUTAGE;
 use crate::common::{TestNs, db, value, within_for};
 
+/// The lease of the (only, unnamed) source.
 fn lease(vs: &VaultSecret) -> LeaseStatus {
-    vs.status
-        .as_ref()
-        .and_then(|s| s.sources.first())
-        .and_then(|s| s.lease.clone())
-        .unwrap_or_else(|| panic!("no lease in status: {:?}", vs.status))
+    db::lease(vs, "0")
 }
 
 async fn wait_vs(t: &TestNs, what: &str, cond: impl Fn(&VaultSecret) -> bool) -> VaultSecret {

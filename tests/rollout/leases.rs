@@ -24,13 +24,7 @@ async fn a_lease_rotation_rolls_the_deployment_once_and_renewals_roll_nothing() 
     t.create_vs("api", spec).await.expect("create VaultSecret");
     let synced = t.wait_ready("api", "True", "Synced").await;
     let first = hash(&synced);
-    let lease_id = |vs: &vaultsync::api::VaultSecret| {
-        vs.status
-            .as_ref()
-            .and_then(|s| s.sources[0].lease.as_ref())
-            .map(|l| l.id.clone())
-            .expect("a lease")
-    };
+    let lease_id = |vs: &vaultsync::api::VaultSecret| db::lease(vs, "db").id;
     let first_lease = lease_id(&synced);
     let deployments = resource::<Deployment>();
     assert!(

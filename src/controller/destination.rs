@@ -8,13 +8,13 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::EventType;
+use crate::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
 use super::secret::{self, Desired, Ownership};
-use super::{Context, observe};
+use super::{Context, cache, observe};
 use crate::api::VaultSecret;
 use crate::{APPLIED_HASH_ANNOTATION, MANAGER};
 
@@ -105,15 +105,16 @@ fn cached_up_to_date(
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == vs.meta().uid.as_ref());
     let want = &desired.secret.metadata;
-    let contains = |have: &std::collections::BTreeMap<String, String>,
-                    want: &Option<std::collections::BTreeMap<String, String>>| {
-        want.iter().flatten().all(|(k, v)| have.get(k) == Some(v))
-    };
+    let has_annotations = want
+        .annotations
+        .iter()
+        .flatten()
+        .all(|(k, v)| meta.annotations().get(k) == Some(v));
     ours && last_version.is_some()
         && meta.resource_version().as_deref() == last_version
         && meta.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&desired.applied_hash)
-        && contains(meta.labels(), &want.labels)
-        && contains(meta.annotations(), &want.annotations)
+        && cache::has_labels(meta, want.labels.as_ref())
+        && has_annotations
 }
 
 /// Whether `vs` may write `existing`: ours, or unowned with `takeOver` (then `true`: adopted).
@@ -143,14 +144,17 @@ async fn report_write(
     if let Some(reason) = observe::rotation_reason(existing, desired, vs) {
         ctx.observe_rotation(vs, reason);
     }
-    let (reason, note) = match adopted {
-        true => (
-            "SecretAdopted",
-            format!("Adopted existing Secret {name} (spec.destination.takeOver)"),
-        ),
-        false => ("SecretWritten", format!("Wrote Secret {name}")),
-    };
-    ctx.publish(vs, EventType::Normal, reason, note).await;
+    // A new Secret gets no Event: the Ready condition says it synced, and at thousands of
+    // VaultSecrets one Event each would be a third of the first sync's API writes.
+    if adopted {
+        let note = format!("Adopted existing Secret {name} (spec.destination.takeOver)");
+        ctx.publish(vs, EventType::Normal, "SecretAdopted", note).await;
+    } else if existing.is_some() {
+        ctx.publish(vs, EventType::Normal, "SecretWritten", format!("Wrote Secret {name}")).await;
+    } else if vs.status.as_ref().is_some_and(|s| s.secret_hash.is_some()) {
+        let note = format!("Wrote Secret {name} again: it had been deleted");
+        ctx.publish(vs, EventType::Normal, "SecretWritten", note).await;
+    }
     // Only when the content was written, so a refresh that changes nothing stays quiet.
     if !env_skipped.is_empty() {
         let note = format!(

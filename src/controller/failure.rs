@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
+use crate::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use super::error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The VaultSecret controller: watches VaultSecrets and the Secrets they own, and syncs.
 
+mod cache;
 mod connection;
 mod deletion;
 mod destination;
@@ -25,7 +26,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -39,7 +39,7 @@ use crate::hash::HashKey;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::rollout;
-use crate::{MANAGED_BY_LABEL, MANAGER, vault};
+use crate::{MANAGED_BY_LABEL, MANAGER, events, vault};
 
 /// Operator-wide settings, built from the command line by `vaultsync run`.
 #[derive(Clone, Debug)]
@@ -82,7 +82,7 @@ pub struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// Publishes Events on VaultSecrets.
-    pub recorder: Recorder,
+    pub recorder: events::Publisher,
     /// Authenticated Vault clients, one per (connection, identity).
     pub vault: vault::Sessions,
     /// Prometheus metrics.
@@ -237,31 +237,26 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
-    // managedFields are most of a cached object's size and never read.
-    .modify(|meta| meta.managed_fields_mut().clear())
+    .modify(cache::slim_secret)
     .reflect(writer)
     .touched_objects();
 
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: settings.instance.clone(),
-    };
+    let recorder = events::Publisher::new(client.clone(), MANAGER, settings.instance.as_deref());
     let restarts = metrics.rollout_restarts.clone();
     let on_restart: rollout::ResultHook = Arc::new(move |r: &rollout::RolloutResult<'_>| {
         restarts
             .with_label_values(&[r.namespace, r.kind.as_str(), r.result])
             .inc();
     });
-    let restart_recorder = Recorder::new(client.clone(), reporter.clone());
     let (rollouts, restart_reports) =
-        rollout::Rollouts::start(client.clone(), restart_recorder, settings.backoff, on_restart);
+        rollout::Rollouts::start(client.clone(), recorder.clone(), settings.backoff, on_restart);
     let token_store = Arc::new(tokens::SecretTokenStore::new(client.clone(), &settings.namespace));
     let sessions =
         vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()).with_store(token_store);
     let (ending_tx, mut ending_rx) = tokio::sync::mpsc::unbounded_channel();
     sessions.notify_ending(ending_tx);
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder,
         vault: sessions,
         metrics,
         client,
@@ -278,7 +273,7 @@ pub async fn run(
     let deleted_ctx = ctx.clone();
     let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|vs| vs.managed_fields_mut().clear())
+        .modify(cache::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(vs)) => deleted_ctx.forget(vs),

@@ -15,12 +15,9 @@ impl Context {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
         self.metrics.syncs.with_label_values(&["success"]).inc();
         self.metrics.sync_duration.observe(elapsed.as_secs_f64());
-        self.metrics.secret_ready.with_label_values(&[&ns, &name]).set(1);
+        self.metrics.objects.set_ready(&ns, &name, true);
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-        self.metrics
-            .secret_last_success
-            .with_label_values(&[&ns, &name])
-            .set(now);
+        self.metrics.objects.set_last_success(&ns, &name, now);
         self.metrics.managed_secrets.set(self.secrets.state().len() as i64);
     }
 
@@ -29,22 +26,14 @@ impl Context {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
         self.metrics.syncs.with_label_values(&["error"]).inc();
         self.metrics.sync_duration.observe(elapsed.as_secs_f64());
-        self.metrics.secret_ready.with_label_values(&[&ns, &name]).set(0);
+        self.metrics.objects.set_ready(&ns, &name, false);
     }
 
     /// Publishes when the earliest lease or certificate of `vs` expires (no series without one).
     pub(super) fn observe_expiry(&self, vs: &VaultSecret, expiry: Option<jiff::Timestamp>) {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
-        match expiry {
-            Some(at) => self
-                .metrics
-                .secret_expiry
-                .with_label_values(&[&ns, &name])
-                .set(at.as_millisecond() as f64 / 1000.0),
-            None => {
-                let _ = self.metrics.secret_expiry.remove_label_values(&[&ns, &name]);
-            }
-        }
+        let at = expiry.map(|at| at.as_millisecond() as f64 / 1000.0);
+        self.metrics.objects.set_expiry(&ns, &name, at);
     }
 
     /// Records a content change written to the Secret of `vs`.
@@ -54,17 +43,17 @@ impl Context {
     }
 }
 
-/// Why writing `desired` changes the Secret's content: `created`, `changed` (the sources changed
-/// since the last sync) or `restored` (someone changed the Secret); `None` when only metadata
-/// changes.
+/// Why writing `desired` changes the Secret's content: `changed` (the sources changed since the
+/// last sync) or `restored` (someone changed or deleted the Secret); `None` for the first write
+/// (not a rotation) and when only metadata changes.
 pub(super) fn rotation_reason(existing: Option<&Secret>, desired: &Desired, vs: &VaultSecret) -> Option<&'static str> {
+    let last_hash = vs.status.as_ref().and_then(|s| s.secret_hash.as_deref());
     let Some(existing) = existing else {
-        return Some("created");
+        return last_hash.map(|_| "restored");
     };
     if existing.data == desired.secret.data {
         return None;
     }
-    let last_hash = vs.status.as_ref().and_then(|s| s.secret_hash.as_deref());
     if last_hash == Some(desired.data_hash.as_str()) {
         Some("restored")
     } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType};
+use crate::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -96,9 +96,7 @@ async fn apply_report(vs: &VaultSecret, ctx: &Context, report: &Report) -> super
             action: "RolloutRestart".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &vs.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish event");
-        }
+        ctx.recorder.publish(&event, &vs.object_ref(&())).await;
     }
     Ok(with_status(vs, new))
 }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use crate::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -71,8 +71,6 @@ impl Context {
             action: "Sync".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &vs.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish event");
-        }
+        self.recorder.publish(&event, &vs.object_ref(&())).await;
     }
 }

@@ -9,7 +9,6 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Notify;
 
@@ -17,6 +16,7 @@ use super::debounce::{Batch, Contribution, Pending};
 use super::{Failure, Outcome, Report, Request, ResultHook, RolloutResult, WorkloadRef, key_for, workload};
 use crate::api::VaultSecret;
 use crate::backoff::Backoff;
+use crate::events::{Event, EventType, Publisher};
 
 /// Event reason of a restart, on the VaultSecret and on the workload.
 pub const RESTART_TRIGGERED: &str = "RolloutRestartTriggered";
@@ -30,7 +30,7 @@ const PATCH_CONCURRENCY: usize = 16;
 /// State shared by the [`super::Rollouts`] handle and the task.
 pub struct Shared {
     client: Client,
-    recorder: Recorder,
+    recorder: Publisher,
     backoff: Backoff,
     on_result: ResultHook,
     triggers: mpsc::UnboundedSender<ObjectRef<VaultSecret>>,
@@ -63,7 +63,7 @@ struct Owner {
 impl Shared {
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        recorder: Publisher,
         backoff: Backoff,
         on_result: ResultHook,
         triggers: mpsc::UnboundedSender<ObjectRef<VaultSecret>>,
@@ -338,7 +338,5 @@ async fn publish(shared: &Shared, reference: &ObjectReference, note: String) {
         action: "RolloutRestart".into(),
         secondary: None,
     };
-    if let Err(e) = shared.recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
+    shared.recorder.publish(&event, reference).await;
 }

@@ -23,7 +23,6 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 
 pub use annotation::{KEY_PREFIX, OPT_OUT_ANNOTATION, key_for};
@@ -247,7 +246,7 @@ impl Rollouts {
     /// new [`Report`] (feed it to the controller's `reconcile_on`).
     pub fn start(
         client: Client,
-        recorder: Recorder,
+        recorder: crate::events::Publisher,
         backoff: Backoff,
         on_result: ResultHook,
     ) -> (Self, mpsc::UnboundedReceiver<ObjectRef<VaultSecret>>) {

@@ -163,6 +163,15 @@ impl TestNs {
 
     /// The first core/v1 Event with `reason` in this namespace; panics when there is none.
     pub async fn event(&self, reason: &str) -> k8s_openapi::api::core::v1::Event {
+        self.events(reason)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {reason} Event in {}", self.ns))
+    }
+
+    /// Every Event with `reason` in the namespace.
+    pub async fn events(&self, reason: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
         let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &self.ns)
             .list(&kube::api::ListParams::default())
             .await
@@ -170,8 +179,8 @@ impl TestNs {
         events
             .items
             .into_iter()
-            .find(|e| e.reason.as_deref() == Some(reason))
-            .unwrap_or_else(|| panic!("no {reason} Event in {}", self.ns))
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
     }
 
     /// Waits (watch-based, bounded by [`EVENTUALLY`]) until the Secret satisfies `cond`.

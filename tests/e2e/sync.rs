@@ -41,7 +41,7 @@ async fn a_kv2_secret_becomes_a_secret_within_seconds_and_kubectl_shows_ready() 
 }
 
 #[tokio::test]
-async fn a_changed_value_follows_at_the_refresh_and_unchanged_refreshes_write_nothing() {
+async fn a_changed_value_follows_at_the_refresh_with_an_event_and_unchanged_refreshes_write_nothing() {
     let t = TestNs::new("refresh").await;
     let path = t.path("cfg");
     t.op.bao.put(&path, &[("token", "first")]);
@@ -78,6 +78,11 @@ async fn a_changed_value_follows_at_the_refresh_and_unchanged_refreshes_write_no
         synced.status.and_then(|s| s.secret_hash),
         "hash follows the content"
     );
+    // The change was written before the status: its Event exists. The first write has none
+    // (the Ready condition tells it).
+    let written = t.events("SecretWritten").await;
+    assert_eq!(written.len(), 1, "one SecretWritten Event, for the change: {written:?}");
+    assert_eq!(written[0].message.as_deref(), Some("Wrote Secret cfg"));
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::EventType;
+use crate::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vaultrs::client::VaultClient;

@@ -3,26 +3,27 @@
 //! Labels stay bounded: a VaultSecret's namespace and name, static reasons and operation names,
 //! never error text and never anything secret.
 
+mod objects;
+
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+pub use objects::ObjectGauges;
+
 /// Every metric vaultsync exposes.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// 1 when the VaultSecret's Secret is in sync, else 0.
-    pub secret_ready: IntGaugeVec,
-    /// When the VaultSecret last synced successfully (checked or written).
-    pub secret_last_success: GaugeVec,
-    /// When the earliest lease or certificate of the Secret expires.
-    pub secret_expiry: GaugeVec,
+    /// Per VaultSecret: in sync or not, the last successful sync (checked or written), and when
+    /// the earliest lease or certificate of its Secret expires.
+    pub objects: ObjectGauges,
     /// Syncs by result: `success` or `error`.
     pub syncs: IntCounterVec,
     /// Duration of one sync (Vault reads and Kubernetes writes).
     pub sync_duration: Histogram,
-    /// Content changes written to a Secret, by reason (`created`, `changed`, `restored`).
+    /// Content changes written to an existing Secret, by reason (`changed`, `restored`).
     pub rotations: IntCounterVec,
     /// Lease renewals by result.
     pub lease_renewals: IntCounterVec,
@@ -46,8 +47,6 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
 }
 
-const OBJECT: &[&str] = &["namespace", "name"];
-
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -58,30 +57,14 @@ impl Metrics {
             HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets()), labels)
         };
         let metrics = Metrics {
-            secret_ready: IntGaugeVec::new(
-                Opts::new(
-                    "vaultsync_secret_ready",
-                    "1 when the VaultSecret's Secret is in sync with its sources, else 0",
-                ),
-                OBJECT,
-            )?,
-            secret_last_success: gauge(
-                "vaultsync_secret_last_success_timestamp_seconds",
-                "Unix time of the VaultSecret's last successful sync",
-                OBJECT,
-            )?,
-            secret_expiry: gauge(
-                "vaultsync_secret_expiry_timestamp_seconds",
-                "Unix time when the earliest lease or certificate in the Secret expires",
-                OBJECT,
-            )?,
+            objects: ObjectGauges::new()?,
             syncs: counter("vaultsync_syncs_total", "Syncs by result (success, error)", &["result"])?,
             sync_duration: Histogram::with_opts(
                 HistogramOpts::new("vaultsync_sync_duration_seconds", "Duration of one sync").buckets(buckets()),
             )?,
             rotations: counter(
                 "vaultsync_rotations_total",
-                "Content changes written to a Secret, by reason (created, changed, restored)",
+                "Content changes written to an existing Secret, by reason (changed, restored)",
                 &["namespace", "name", "reason"],
             )?,
             lease_renewals: counter(
@@ -136,9 +119,7 @@ impl Metrics {
 
     fn register(&self) -> Result<(), prometheus::Error> {
         let r = &self.registry;
-        r.register(Box::new(self.secret_ready.clone()))?;
-        r.register(Box::new(self.secret_last_success.clone()))?;
-        r.register(Box::new(self.secret_expiry.clone()))?;
+        r.register(Box::new(self.objects.clone()))?;
         r.register(Box::new(self.syncs.clone()))?;
         r.register(Box::new(self.sync_duration.clone()))?;
         r.register(Box::new(self.rotations.clone()))?;
@@ -156,10 +137,8 @@ impl Metrics {
 
     /// Removes every series of a deleted VaultSecret.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let _ = self.secret_ready.remove_label_values(&[namespace, name]);
-        let _ = self.secret_last_success.remove_label_values(&[namespace, name]);
-        let _ = self.secret_expiry.remove_label_values(&[namespace, name]);
-        for reason in ["created", "changed", "restored"] {
+        self.objects.forget(namespace, name);
+        for reason in ["changed", "restored"] {
             let _ = self.rotations.remove_label_values(&[namespace, name, reason]);
         }
     }
@@ -192,12 +171,12 @@ mod tests {
     fn docs_metrics_md_lists_exactly_the_registered_metrics() {
         let m = Metrics::new().unwrap();
         // Families without a series are not gathered: give every vector one.
-        m.secret_ready.with_label_values(&["ns", "n"]).set(1);
-        m.secret_last_success.with_label_values(&["ns", "n"]).set(1.0);
-        m.secret_expiry.with_label_values(&["ns", "n"]).set(1.0);
+        m.objects.set_ready("ns", "n", true);
+        m.objects.set_last_success("ns", "n", 1.0);
+        m.objects.set_expiry("ns", "n", Some(1.0));
         m.syncs.with_label_values(&["success"]).inc();
         m.sync_duration.observe(0.1);
-        m.rotations.with_label_values(&["ns", "n", "created"]).inc();
+        m.rotations.with_label_values(&["ns", "n", "changed"]).inc();
         m.lease_renewals.with_label_values(&["success"]).inc();
         m.lease_revocations.with_label_values(&["success"]).inc();
         m.vault_requests.with_label_values(&["read", "2xx"]).inc();
@@ -210,7 +189,7 @@ mod tests {
         let mut registered = m.names();
         registered.sort();
 
-        let docs = include_str!("../docs/metrics.md");
+        let docs = include_str!("../../docs/metrics.md");
         let mut documented: Vec<String> = docs
             .lines()
             .filter_map(|l| l.strip_prefix("| `vaultsync_"))
@@ -224,12 +203,37 @@ mod tests {
     #[test]
     fn a_deleted_vaultsecrets_series_are_removed() {
         let m = Metrics::new().unwrap();
-        m.secret_ready.with_label_values(&["ns", "gone"]).set(1);
+        m.objects.set_ready("ns", "gone", true);
+        m.objects.set_expiry("ns", "gone", Some(2e9));
         m.rotations.with_label_values(&["ns", "gone", "changed"]).inc();
-        m.secret_ready.with_label_values(&["ns", "kept"]).set(1);
+        m.objects.set_ready("ns", "kept", true);
         m.forget("ns", "gone");
         let text = m.render();
         assert!(!text.contains("name=\"gone\""), "{text}");
         assert!(text.contains("name=\"kept\""));
+    }
+
+    #[test]
+    fn per_vaultsecret_gauges_render_like_labelled_gauges() {
+        let m = Metrics::new().unwrap();
+        m.objects.set_ready("team-b", "db", false);
+        m.objects.set_ready("team-a", "api", true);
+        m.objects.set_last_success("team-a", "api", 1.8e9);
+        // No expiry series for an object without leases, and none after it is cleared.
+        m.objects.set_expiry("team-b", "db", Some(1.9e9));
+        m.objects.set_expiry("team-b", "db", None);
+        m.objects.set_expiry("team-c", "none", None);
+        let text = m.render();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("vaultsync_secret_")).collect();
+        assert_eq!(
+            lines,
+            [
+                "vaultsync_secret_last_success_timestamp_seconds{name=\"api\",namespace=\"team-a\"} 1800000000",
+                "vaultsync_secret_ready{name=\"api\",namespace=\"team-a\"} 1",
+                "vaultsync_secret_ready{name=\"db\",namespace=\"team-b\"} 0",
+            ]
+        );
+        assert!(text.contains("# TYPE vaultsync_secret_ready gauge"), "{text}");
+        assert!(!text.contains("vaultsync_secret_expiry"), "{text}");
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use crate::common::{TestNs, has_value, value, within_for};
+use crate::common::{TestNs, has_value, value, within, within_for};
 
 #[tokio::test]
 async fn a_deleted_or_hand_edited_secret_is_restored_long_before_the_refresh() {
@@ -18,6 +18,7 @@ async fn a_deleted_or_hand_edited_secret_is_restored_long_before_the_refresh() {
     let spec = json!({"sources": [{"kv": {"mount": "secret", "path": t.path("db")}}], "refresh": {"interval": "1h"}});
     t.create_vs("db", spec).await.expect("create VaultSecret");
     let original = t.wait_secret("db", "first sync", has_value("password", "right")).await;
+    t.wait_ready("db", "True", "Synced").await;
 
     t.secrets()
         .delete("db", &DeleteParams::default())
@@ -27,6 +28,20 @@ async fn a_deleted_or_hand_edited_secret_is_restored_long_before_the_refresh() {
         .wait_secret("db", "Secret recreated", has_value("password", "right"))
         .await;
     assert_ne!(restored.metadata.uid, original.metadata.uid, "a new Secret");
+    // The first write had no Event; writing it again has one that says why.
+    let event = within("the SecretWritten Event", async {
+        loop {
+            if let Some(e) = t.events("SecretWritten").await.pop() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        event.message.as_deref(),
+        Some("Wrote Secret db again: it had been deleted")
+    );
 
     let edit = json!({"data": {"password": ByteString(b"wrong".to_vec()), "added-by-hand": ByteString(b"x".to_vec())}});
     let params = PatchParams {

@@ -40,13 +40,13 @@ use super::status::VaultSecretStatus;
 pub struct VaultSecretSpec {
     /// Vault or OpenBao server to read from. Defaults come from the operator's flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vault: Option<VaultConnection>,
+    pub vault: Option<Box<VaultConnection>>,
 
     /// How to log in to Vault. Every reference is resolved in this VaultSecret's namespace. When
     /// absent, the operator's own identity is used, but only in namespaces the operator's
     /// `--default-identity-namespaces` allow-list names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Auth>,
+    pub auth: Option<Box<Auth>>,
 
     /// Secrets to read, merged into one Secret in order: a later source wins on a duplicate key.
     #[schemars(length(min = 1, max = 32))]
@@ -62,7 +62,7 @@ pub struct VaultSecretSpec {
 
     /// Workloads to restart when the Secret's content changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<Rollout>,
+    pub rollout: Option<Box<Rollout>>,
 }
 
 /// Connection settings for one Vault or OpenBao server.

@@ -57,7 +57,7 @@ impl Login {
 /// Resolves `spec.auth` (or the operator's identity, where allowed) to an identity and a way to log in.
 pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login)> {
     let ns = vs.namespace().unwrap_or_default();
-    match &vs.spec.auth {
+    match vs.spec.auth.as_deref() {
         None => operator(&ns, ctx),
         Some(Auth {
             kubernetes: Some(k), ..

@@ -56,7 +56,7 @@ pub async fn before_sync(vs: Arc<VaultSecret>, ctx: &Context) -> Arc<VaultSecret
                     namespace: vs.namespace().unwrap_or_default(),
                     secret,
                     hash,
-                    spec: spec.clone(),
+                    spec: (**spec).clone(),
                     debounce: debounce.unwrap_or(ctx.settings.rollout_debounce),
                 },
             });

@@ -25,12 +25,12 @@ pub struct Source {
     /// Credentials Vault issues with a lease (database `creds/<role>`, AWS, RabbitMQ, …): renewed,
     /// rotated before they expire, and revoked once superseded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamic: Option<DynamicSource>,
+    pub dynamic: Option<Box<DynamicSource>>,
 
     /// A certificate issued by a PKI secrets engine, re-issued before it expires. Writes
     /// `tls.crt` (certificate and chain), `tls.key` and `ca.crt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pki: Option<PkiSource>,
+    pub pki: Option<Box<PkiSource>>,
 }
 
 impl Source {

@@ -58,7 +58,7 @@ pub struct SourceStatus {
     pub version: Option<u64>,
     /// The lease of a `dynamic` source, or the certificate of a `pki` source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<LeaseStatus>,
+    pub lease: Option<Box<LeaseStatus>>,
 }
 
 /// The lease behind a leased source. Lease IDs name a lease; they grant nothing by themselves.

@@ -113,6 +113,6 @@ pub fn lease(vs: &VaultSecret, source: &str) -> LeaseStatus {
     vs.status
         .as_ref()
         .and_then(|s| s.sources.iter().find(|s| s.name == source))
-        .and_then(|s| s.lease.clone())
+        .and_then(|s| s.lease.as_deref().cloned())
         .unwrap_or_else(|| panic!("no lease for source {source} in status: {:?}", vs.status))
 }

@@ -106,7 +106,7 @@ impl Book {
         for source in status.sources {
             let Some(lease) = source.lease else { continue };
             if leased.contains(&source.name) {
-                book.previous.insert(source.name, lease);
+                book.previous.insert(source.name, *lease);
             } else {
                 book.supersede(&source.name, &lease, book.grace);
             }

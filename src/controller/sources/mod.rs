@@ -68,8 +68,8 @@ pub async fn read_all(
             map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
         } else {
             let obtained = book.obtain(handle, conn, source, &name, ctx).await?;
-            status.lease = Some(obtained.lease);
-            let mapping = source.dynamic.as_ref().map(Mapping::from).unwrap_or_default();
+            status.lease = Some(Box::new(obtained.lease));
+            let mapping = source.dynamic.as_deref().map(Mapping::from).unwrap_or_default();
             map_keys(select(obtained.data, mapping.keys, &name)?, mapping, &name)?
         };
         read.push((status, data));

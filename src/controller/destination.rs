@@ -6,15 +6,15 @@
 //!   after all, read it and decide as below;
 //! - otherwise read it, check who owns it, and write it if it differs.
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use crate::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
+use super::owned::SecretMeta;
 use super::secret::{self, Desired, Ownership};
-use super::{Context, cache, observe};
+use super::{Context, observe};
 use crate::api::VaultSecret;
 use crate::{APPLIED_HASH_ANNOTATION, MANAGER};
 
@@ -39,13 +39,11 @@ pub async fn apply(
     env_skipped: &[String],
 ) -> Result<Applied> {
     let name = desired.secret.name_any();
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&vs.namespace().unwrap_or_default()));
+    let cached = ctx.secrets.get(&vs.namespace().unwrap_or_default(), &name);
     match cached {
         Some(meta) if cached_up_to_date(&meta, vs, desired, last_version) => {
             return Ok(Applied {
-                secret_version: meta.resource_version(),
+                secret_version: meta.resource_version().map(str::to_owned),
                 existed: true,
                 unchanged: true,
             });
@@ -94,27 +92,14 @@ pub async fn apply(
 
 /// Whether the cached metadata proves the Secret already is `desired`: ours, the applied hash
 /// and every label and annotation in place, and not changed since we last wrote or read it.
-fn cached_up_to_date(
-    meta: &kube::core::PartialObjectMeta<Secret>,
-    vs: &VaultSecret,
-    desired: &Desired,
-    last_version: Option<&str>,
-) -> bool {
-    let ours = meta
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && Some(&o.uid) == vs.meta().uid.as_ref());
+fn cached_up_to_date(meta: &SecretMeta, vs: &VaultSecret, desired: &Desired, last_version: Option<&str>) -> bool {
     let want = &desired.secret.metadata;
-    let has_annotations = want
-        .annotations
-        .iter()
-        .flatten()
-        .all(|(k, v)| meta.annotations().get(k) == Some(v));
-    ours && last_version.is_some()
-        && meta.resource_version().as_deref() == last_version
-        && meta.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&desired.applied_hash)
-        && cache::has_labels(meta, want.labels.as_ref())
-        && has_annotations
+    meta.controlled_by(vs.meta().uid.as_deref())
+        && last_version.is_some()
+        && meta.resource_version() == last_version
+        && meta.annotation(APPLIED_HASH_ANNOTATION) == Some(desired.applied_hash.as_str())
+        && meta.has_labels(want.labels.as_ref())
+        && meta.has_annotations(want.annotations.as_ref())
 }
 
 /// Whether `vs` may write `existing`: ours, or unowned with `takeOver` (then `true`: adopted).
@@ -150,7 +135,8 @@ async fn report_write(
         let note = format!("Adopted existing Secret {name} (spec.destination.takeOver)");
         ctx.publish(vs, EventType::Normal, "SecretAdopted", note).await;
     } else if existing.is_some() {
-        ctx.publish(vs, EventType::Normal, "SecretWritten", format!("Wrote Secret {name}")).await;
+        ctx.publish(vs, EventType::Normal, "SecretWritten", format!("Wrote Secret {name}"))
+            .await;
     } else if vs.status.as_ref().is_some_and(|s| s.secret_hash.is_some()) {
         let note = format!("Wrote Secret {name} again: it had been deleted");
         ctx.publish(vs, EventType::Normal, "SecretWritten", note).await;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::events::EventType;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use crate::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use super::error::{Error, Result};

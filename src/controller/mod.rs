@@ -9,6 +9,7 @@ mod failure;
 mod identity;
 mod leases;
 mod observe;
+mod owned;
 mod reconcile;
 mod restarts;
 mod schedule;
@@ -92,7 +93,7 @@ pub struct Context {
     /// Key of `status.secretHash`.
     pub hash_key: HashKey,
     /// Metadata (never data) of the Secrets vaultsync manages.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub secrets: owned::SecretCache,
     /// Debounced workload restarts (`spec.rollout`), shared by every reconcile.
     pub rollouts: rollout::Rollouts,
     /// When each VaultSecret is due, and what it last saw. Small and in memory only.
@@ -122,9 +123,12 @@ impl Context {
         if state.generation != vs.metadata.generation || now >= state.next_sync {
             return None;
         }
-        let dest = ObjectRef::new(&secret::destination_name(vs)).within(&vs.namespace().unwrap_or_default());
-        let seen = self.secrets.get(&dest).and_then(|m| m.resource_version());
-        if state.secret_version.is_some() && seen != state.secret_version {
+        let seen = self
+            .secrets
+            .get(&vs.namespace().unwrap_or_default(), &secret::destination_name(vs));
+        if state.secret_version.is_some()
+            && seen.as_ref().and_then(|m| m.resource_version()) != state.secret_version.as_deref()
+        {
             return None;
         }
         Some(state.next_sync - now)
@@ -231,14 +235,18 @@ pub async fn run(
             )
         })?;
 
-    let (secrets, writer) = reflector::store();
+    let secrets = owned::SecretCache::default();
+    let cache = secrets.clone();
     let owned = watcher(
         scoped::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
-    .modify(cache::slim_secret)
-    .reflect(writer)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            cache.apply(event);
+        }
+    })
     .touched_objects();
 
     let recorder = events::Publisher::new(client.clone(), MANAGER, settings.instance.as_deref());

@@ -18,7 +18,7 @@ impl Context {
         self.metrics.objects.set_ready(&ns, &name, true);
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         self.metrics.objects.set_last_success(&ns, &name, now);
-        self.metrics.managed_secrets.set(self.secrets.state().len() as i64);
+        self.metrics.managed_secrets.set(self.secrets.len() as i64);
     }
 
     /// Records a failed sync of `vs`.

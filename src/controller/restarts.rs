@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::events::{Event, EventType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
-use crate::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 

@@ -1,8 +1,8 @@
 //! Reporting: building the status and writing it only when it changed, and Events.
 
+use crate::events::{Event, EventType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use crate::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 

@@ -101,10 +101,7 @@ async fn known_secret_values_never_appear_in_status_events_or_logs() {
         .await
         .expect("events");
     let events = serde_json::to_string(&events.items).expect("events json");
-    assert!(
-        events.contains("InvalidKey"),
-        "events were emitted: {events}"
-    );
+    assert!(events.contains("InvalidKey"), "events were emitted: {events}");
     for (place, text) in [
         ("status", status),
         ("status", bad_status),

@@ -1,10 +1,10 @@
 //! Revoking leases: superseded ones after their grace period, and every one of a VaultSecret
 //! that is deleted with `spec.refresh.revokeOnDelete` (through a finalizer).
 
+use crate::events::EventType;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use crate::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vaultrs::client::VaultClient;

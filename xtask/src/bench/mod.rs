@@ -66,6 +66,10 @@ pub struct SizeResult {
     pub namespaces: usize,
     /// Baseline: N Secret applies + N status applies, seconds.
     pub baseline_s: f64,
+    /// The N VaultSecret creates before the baseline, with no operator running, seconds: the
+    /// API-server work the operator column includes on top of the baseline's.
+    #[serde(default)]
+    pub creates_alone_s: f64,
     /// From the first create of the N VaultSecrets to the last one Ready, seconds.
     pub operator_s: f64,
     /// How long the N creates took (inside `operator_s`), seconds.
@@ -153,7 +157,8 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path,
     setup(env, &client, args, namespaces).await?;
 
     eprintln!("bench[{n}]: baseline ({n} Secret applies + {n} status applies, {CONCURRENCY} at a time)");
-    cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, &args.interval).await?;
+    let creates_alone =
+        cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, &args.interval).await?;
     let cpu_before_baseline = operator::component_cpu(&env.dir);
     let baseline = cluster::baseline(&client, BASELINE_PREFIX, n, namespaces).await?;
     let cpu_baseline = operator::counter_delta(&cpu_before_baseline, &operator::component_cpu(&env.dir));
@@ -218,6 +223,7 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path,
         paths: args.paths,
         namespaces,
         baseline_s: baseline.as_secs_f64(),
+        creates_alone_s: creates_alone.as_secs_f64(),
         operator_s,
         create_s: create.as_secs_f64(),
         ratio: operator_s / baseline.as_secs_f64().max(1e-9),

@@ -31,19 +31,20 @@ fn sync_table(results: &[SizeResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | baseline s | operator s | ratio | probe p50 s | probe p99 s | RSS peak MiB | RSS settled MiB \
+        "| N | baseline s | creates alone s | operator s | ratio | probe p50 s | probe p99 s | RSS peak MiB | RSS settled MiB \
          | CPU sync s | CPU idle s | KV reads sync | logins sync | other Vault sync | Vault idle \
          | Secret writes idle | status writes idle |"
     );
-    let _ = writeln!(out, "|{}", "---:|".repeat(16));
+    let _ = writeln!(out, "|{}", "---:|".repeat(17));
     for r in results {
         // Without an idle window (a refresh run) the idle columns would be misleading zeros.
         let idle = |f: &dyn Fn(&Idle) -> String| r.idle.as_ref().map_or_else(|| "-".to_owned(), f);
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
             r.baseline_s,
+            r.creates_alone_s,
             r.operator_s,
             r.ratio,
             secs(r.probe_p50_s),

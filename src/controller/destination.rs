@@ -6,7 +6,6 @@
 //!   after all, read it and decide as below;
 //! - otherwise read it, check who owns it, and write it if it differs.
 
-use crate::events::EventType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
@@ -16,6 +15,7 @@ use super::owned::SecretMeta;
 use super::secret::{self, Desired, Ownership};
 use super::{Context, observe};
 use crate::api::VaultSecret;
+use crate::events::EventType;
 use crate::{APPLIED_HASH_ANNOTATION, MANAGER};
 
 /// What applying the destination did.

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::events::EventType;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -11,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::error::{Error, Result};
 use super::{Context, SyncState, leases, status};
 use crate::api::{VaultSecret, VaultSecretStatus};
+use crate::events::EventType;
 
 /// Sets Ready=False with `err`'s reason on top of `recorded` (a status the failed sync already
 /// wrote) or the current status, and schedules the retry.

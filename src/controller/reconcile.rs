@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::events::EventType;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
@@ -17,6 +16,7 @@ use super::restarts;
 use super::secret;
 use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
+use crate::events::EventType;
 use crate::vault::{self, Connection, Identity, Outcome};
 
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::events::{Event, EventType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -12,6 +11,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, status};
 use crate::api::{ROLLOUT_RESTART, VaultSecret, VaultSecretStatus, parse_duration};
+use crate::events::{Event, EventType};
 use crate::rollout::{self, Report, Request, Target};
 
 /// `status.pendingRolloutHash` after a sync that found content `hash` in Secret `name`

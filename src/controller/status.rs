@@ -1,6 +1,5 @@
 //! Reporting: building the status and writing it only when it changed, and Events.
 
-use crate::events::{Event, EventType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -10,6 +9,7 @@ use super::Context;
 use super::error::{Error, Result};
 use crate::MANAGER;
 use crate::api::{READY, VaultSecret, VaultSecretStatus};
+use crate::events::{Event, EventType};
 
 /// The `Ready` condition for `vs`, keeping the previous transition time when the status is the same.
 pub fn ready(vs: &VaultSecret, ok: bool, reason: &str, message: String) -> Condition {

@@ -1,7 +1,6 @@
 //! Revoking leases: superseded ones after their grace period, and every one of a VaultSecret
 //! that is deleted with `spec.refresh.revokeOnDelete` (through a finalizer).
 
-use crate::events::EventType;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -12,6 +11,7 @@ use vaultrs::client::VaultClient;
 use crate::api::{PendingRevocation, VaultSecret, VaultSecretStatus};
 use crate::controller::Context;
 use crate::controller::error::{Error, Result};
+use crate::events::EventType;
 use crate::vault;
 
 /// Finalizer that holds a deleted VaultSecret until its leases are revoked.

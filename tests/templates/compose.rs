@@ -1,6 +1,8 @@
 //! Templates compose new keys from the sources, and follow their changes.
 
+use kube::api::{ObjectMeta, PostParams};
 use serde_json::{Value, json};
+use vaultsync::api::VaultSecret;
 
 use crate::common::{TestNs, has_value, value};
 
@@ -12,12 +14,25 @@ async fn a_database_url_is_composed_and_follows_a_password_change() {
     let spec = json!({
         "sources": [{"name": "db", "kv": {"mount": "secret", "path": path}}],
         "destination": {"templates": {
-            "DATABASE_URL": "postgres://{{ username }}:{{ password | urlencode }}@db.{{ metadata.namespace }}:5432/shop?v={{ sources.db.version }}"
+            "DATABASE_URL": "postgres://{{ username }}:{{ password | urlencode }}@db.{{ metadata.namespace }}:5432/shop?v={{ sources.db.version }}&app={{ metadata.labels.app }}"
         }},
         "refresh": {"interval": "10s"},
     });
-    t.create_vs("shop", spec).await.expect("create VaultSecret");
-    let want = format!("postgres://shop:first%20pw@db.{}:5432/shop?v=1", t.ns);
+    // A label read by a template (the operator's cache keeps labels only for VaultSecrets with templates).
+    let vs = VaultSecret {
+        metadata: ObjectMeta {
+            name: Some("shop".into()),
+            labels: Some([("app".to_owned(), "shop-web".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: serde_json::from_value(spec).expect("spec"),
+        status: None,
+    };
+    t.vaultsecrets()
+        .create(&PostParams::default(), &vs)
+        .await
+        .expect("create VaultSecret");
+    let want = format!("postgres://shop:first%20pw@db.{}:5432/shop?v=1&app=shop-web", t.ns);
     let secret = t
         .wait_secret("shop", "the composed DATABASE_URL", has_value("DATABASE_URL", &want))
         .await;
@@ -28,7 +43,7 @@ async fn a_database_url_is_composed_and_follows_a_password_change() {
     );
 
     t.op.bao.put(&path, &[("username", "shop"), ("password", "second")]);
-    let want = format!("postgres://shop:second@db.{}:5432/shop?v=2", t.ns);
+    let want = format!("postgres://shop:second@db.{}:5432/shop?v=2&app=shop-web", t.ns);
     t.wait_secret(
         "shop",
         "DATABASE_URL with the new password",

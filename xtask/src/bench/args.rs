@@ -31,6 +31,12 @@ pub struct BenchArgs {
     /// idle window.
     #[arg(long, default_value = "1h", value_parser = parse_interval)]
     pub interval: String,
+    /// Profile the operator's heap with heaptrack (its preload library in the operator's
+    /// process, so the figures from `/proc` stay its own, inflated by the profiler). Writes
+    /// `target/vaultsync-bench/heaptrack-N.gz` for `heaptrack_print`, and no results. Build with
+    /// `CARGO_PROFILE_RELEASE_DEBUG=line-tables-only` for source lines.
+    #[arg(long)]
+    pub heaptrack: bool,
 }
 
 /// Which kind of run: the sync (hourly refresh, idle window after) or the refresh cycle.

@@ -125,6 +125,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     println!();
     print!("{}", report::table(kind, &results));
+    if args.heaptrack {
+        println!(
+            "\nprofiled with heaptrack, so no results written; the profiles: {}/heaptrack-N.gz \
+             (heaptrack_print -f FILE)",
+            dir.display()
+        );
+        return Ok(());
+    }
     // Rows of earlier runs of the same kind stay, unless this run measured their size again.
     let json_path = dir.join(format!("results-{}.json", kind.name()));
     let mut rows: Vec<serde_json::Value> = std::fs::read(&json_path)
@@ -169,7 +177,8 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path,
     let audit = AuditLog::of(env);
     let log = env.dir.join("logs/vaultsync.log");
     let audit_start = audit.mark()?;
-    let mut op = Operator::start(root, env, &log)?;
+    let profile = args.heaptrack.then(|| env.dir.join(format!("heaptrack-{n}.gz")));
+    let mut op = Operator::start(root, env, &log, profile.as_deref())?;
     let cpu_start = op.usage()?.cpu_seconds;
     wait_metrics(&mut op).await?;
     let metrics_start = op.counters()?;

@@ -17,13 +17,56 @@ pub struct Operator {
     child: Child,
     /// Where it serves `/metrics`.
     pub metrics: SocketAddr,
+    /// heaptrack's interpreter, writing the profile (`--heaptrack`).
+    profiler: Option<Child>,
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The operator's end closes the pipe: the interpreter finishes the profile.
+        if let Some(mut profiler) = self.profiler.take() {
+            let _ = profiler.wait();
+        }
     }
+}
+
+/// heaptrack's libraries, beside its script (`/usr/bin/heaptrack` → `/usr/lib/heaptrack`).
+const HEAPTRACK_LIB: &str = "/usr/lib/heaptrack";
+
+/// Starts heaptrack's interpreter on a new pipe at `dir/heaptrack.fifo`, writing `profile`
+/// (gzip). Returns it and the environment the operator needs to write into the pipe.
+fn heaptrack(dir: &Path, profile: &Path) -> Result<(Child, [(String, String); 2])> {
+    let preload = Path::new(HEAPTRACK_LIB).join("libheaptrack_preload.so");
+    let interpret = Path::new(HEAPTRACK_LIB).join("libexec/heaptrack_interpret");
+    if !preload.exists() || !interpret.exists() {
+        bail!(
+            "--heaptrack needs heaptrack ({} not found; apt-get install heaptrack)",
+            preload.display()
+        );
+    }
+    let fifo = dir.join("heaptrack.fifo");
+    let _ = fs::remove_file(&fifo);
+    let status = Command::new("mkfifo").arg(&fifo).status().context("running mkfifo")?;
+    if !status.success() {
+        bail!("mkfifo {} failed", fifo.display());
+    }
+    let script = format!(
+        "'{}' < '{}' | gzip -c > '{}'",
+        interpret.display(),
+        fifo.display(),
+        profile.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .context("starting heaptrack_interpret")?;
+    let env = [
+        ("LD_PRELOAD".to_owned(), preload.display().to_string()),
+        ("DUMP_HEAPTRACK_OUTPUT".to_owned(), fifo.display().to_string()),
+    ];
+    Ok((child, env))
 }
 
 /// Builds `target/release/vaultsync`.
@@ -42,12 +85,20 @@ pub fn build(root: &Path) -> Result<()> {
 
 impl Operator {
     /// Starts `vaultsync run` with the operator's own token for every namespace and no leader
-    /// election, logging to `log`.
-    pub fn start(root: &Path, env: &Env, log: &Path) -> Result<Operator> {
+    /// election, logging to `log`; under heaptrack when `profile` names its output.
+    pub fn start(root: &Path, env: &Env, log: &Path, profile: Option<&Path>) -> Result<Operator> {
         let metrics = free_port()?;
         let log = File::create(log)?;
+        let (profiler, preload) = match profile {
+            Some(profile) => {
+                let (child, vars) = heaptrack(&env.dir, profile)?;
+                (Some(child), vars.to_vec())
+            }
+            None => (None, Vec::new()),
+        };
         let child = Command::new(root.join("target/release/vaultsync"))
             .arg("run")
+            .envs(preload)
             .env("KUBECONFIG", &env.kubeconfig)
             .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
             .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
@@ -58,7 +109,11 @@ impl Operator {
             .stderr(log)
             .spawn()
             .context("starting target/release/vaultsync")?;
-        Ok(Operator { child, metrics })
+        Ok(Operator {
+            child,
+            metrics,
+            profiler,
+        })
     }
 
     /// Fails when the operator has exited.

@@ -126,18 +126,20 @@ async fn report_write(
     env_skipped: &[String],
 ) {
     let name = desired.secret.name_any();
-    if let Some(reason) = observe::rotation_reason(existing, desired, vs) {
+    let rotation = observe::rotation_reason(existing, desired, vs);
+    if let Some(reason) = rotation {
         ctx.observe_rotation(vs, reason);
     }
     // A new Secret gets no Event: the Ready condition says it synced, and at thousands of
-    // VaultSecrets one Event each would be a third of the first sync's API writes.
+    // VaultSecrets one Event each would be a third of the first sync's API writes. A missing
+    // Secret that is a rotation (`restored`) had been synced before: it was deleted.
     if adopted {
         let note = format!("Adopted existing Secret {name} (spec.destination.takeOver)");
         ctx.publish(vs, EventType::Normal, "SecretAdopted", note).await;
     } else if existing.is_some() {
         ctx.publish(vs, EventType::Normal, "SecretWritten", format!("Wrote Secret {name}"))
             .await;
-    } else if vs.status.as_ref().is_some_and(|s| s.secret_hash.is_some()) {
+    } else if rotation.is_some() {
         let note = format!("Wrote Secret {name} again: it had been deleted");
         ctx.publish(vs, EventType::Normal, "SecretWritten", note).await;
     }

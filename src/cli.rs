@@ -52,6 +52,28 @@ pub struct RunArgs {
     /// have no `spec.auth`; `*` allows all. Default: none — every VaultSecret brings its own identity.
     #[arg(long, env = "VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", value_delimiter = ',')]
     pub default_identity_namespaces: Vec<String>,
+    /// Of the namespaces in --default-identity-namespaces, those (comma-separated; `*` for all)
+    /// whose VaultSecrets may also issue `dynamic` and `pki` sources with the operator's token.
+    /// Default: none — the operator's token reads `kv` sources only.
+    #[arg(long, env = "VAULTSYNC_DEFAULT_IDENTITY_LEASES_NAMESPACES", value_delimiter = ',')]
+    pub default_identity_leases_namespaces: Vec<String>,
+    /// Vault/OpenBao addresses (comma-separated) that `spec.vault.address` may name besides
+    /// --vault-address. Credentials, and requests at all, go to no other address.
+    #[arg(long, env = "VAULTSYNC_ALLOWED_VAULT_ADDRESSES", value_delimiter = ',')]
+    pub allowed_vault_addresses: Vec<String>,
+    /// Audiences (comma-separated) that `spec.auth.kubernetes.audiences` may request. A token the
+    /// Kubernetes API server accepts is never sent anywhere, whatever this allows.
+    #[arg(
+        long,
+        env = "VAULTSYNC_ALLOWED_TOKEN_AUDIENCES",
+        value_delimiter = ',',
+        default_value = "vault"
+    )]
+    pub allowed_token_audiences: Vec<String>,
+    /// Longest lifetime of a ServiceAccount token requested for a login
+    /// (`spec.auth.kubernetes.tokenExpirationSeconds`); 10m to 24h.
+    #[arg(long, env = "VAULTSYNC_MAX_TOKEN_EXPIRATION", default_value = "10m", value_parser = duration)]
+    pub max_token_expiration: Duration,
     /// Timeout of one Vault request.
     #[arg(long, env = "VAULTSYNC_VAULT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub vault_timeout: Duration,
@@ -134,6 +156,10 @@ impl RunArgs {
             vault_token_file,
             vault_token,
             default_identity_namespaces,
+            default_identity_leases_namespaces,
+            allowed_vault_addresses,
+            allowed_token_audiences,
+            max_token_expiration,
             vault_timeout,
             retry_base,
             retry_max,
@@ -152,6 +178,18 @@ impl RunArgs {
             .map(parse_address)
             .transpose()
             .context("--vault-address")?;
+        let allowed_vault_addresses = allowed_vault_addresses
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|a| parse_address(a))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--allowed-vault-addresses")?;
+        let allowed_token_audiences: Vec<String> =
+            allowed_token_audiences.into_iter().filter(|a| !a.is_empty()).collect();
+        anyhow::ensure!(
+            (Duration::from_secs(600)..=Duration::from_secs(86400)).contains(&max_token_expiration),
+            "--max-token-expiration must be between 10m (the API server's minimum) and 24h"
+        );
         let vault_ca_pem = match vault_ca_file {
             Some(path) => {
                 let pem = std::fs::read(&path).with_context(|| format!("--vault-ca-file {}", path.display()))?;
@@ -186,6 +224,13 @@ impl RunArgs {
             vault_ca_pem,
             vault_token: vault_token.filter(|t| !t.is_empty()),
             default_identity_namespaces,
+            default_identity_leases_namespaces: default_identity_leases_namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect(),
+            allowed_vault_addresses,
+            allowed_token_audiences,
+            max_token_expiration,
             vault_timeout,
             backoff: Backoff {
                 base: retry_base,
@@ -224,6 +269,10 @@ mod tests {
             "the operator's own identity is off by default"
         );
         assert!(settings.watch_namespaces.is_empty(), "all namespaces by default");
+        assert!(settings.default_identity_leases_namespaces.is_empty(), "kv only");
+        assert!(settings.allowed_vault_addresses.is_empty(), "only --vault-address");
+        assert_eq!(settings.allowed_token_audiences, ["vault"]);
+        assert_eq!(settings.max_token_expiration, Duration::from_secs(600));
         assert!(settings.allow_templates, "templates render, in an isolated process");
         assert_eq!(settings.default_refresh, Duration::from_secs(3600));
         assert!(serve.leader_election);
@@ -244,5 +293,16 @@ mod tests {
         assert!(parse(&["--default-refresh-interval", "1s"]).is_err());
         assert!(parse(&["--vault-address", "vault:8200"]).is_err());
         assert!(parse(&["--retry-base", "10m", "--retry-max", "1m"]).is_err());
+        assert!(parse(&["--allowed-vault-addresses", "https://a:8200,vault:8200"]).is_err());
+        assert!(parse(&["--max-token-expiration", "48h"]).is_err());
+        let (settings, _) = parse(&[
+            "--allowed-vault-addresses",
+            "https://a:8200,https://b",
+            "--allowed-token-audiences",
+            "vault,bao",
+        ])
+        .unwrap();
+        assert_eq!(settings.allowed_vault_addresses.len(), 2);
+        assert_eq!(settings.allowed_token_audiences, ["vault", "bao"]);
     }
 }

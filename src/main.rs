@@ -61,7 +61,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = Readiness::default();
     let bound = http::serve(serve.metrics_address, metrics.clone(), ready.clone()).await?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
-    let client = kube::Client::try_default().await?;
+    let kube_config = kube::Config::infer().await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     tokio::spawn(vaultsync::memory::trim_periodically());
 
     // `stop` turns true on SIGTERM/Ctrl-C, or when leadership is lost.
@@ -80,7 +81,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     if !serve.leader_election {
-        return vaultsync::controller::run(client, settings, metrics, ready, stopped()).await;
+        return vaultsync::controller::run(kube_config, settings, metrics, ready, stopped()).await;
     }
     let identity = settings
         .instance
@@ -106,7 +107,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         holder.hold().await;
         on_loss.send_replace(true);
     });
-    let result = vaultsync::controller::run(client, settings, metrics, ready, stopped()).await;
+    let result = vaultsync::controller::run(kube_config, settings, metrics, ready, stopped()).await;
     if lost.is_finished() {
         anyhow::bail!("lost leadership; exiting so a fresh process can stand by");
     }

@@ -7,6 +7,7 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::DURATION_PATTERN;
+use super::paths::{NO_DOT_SEGMENTS_RULE, NO_RESERVED_SEGMENTS_RULE, VAULT_PATH_PATTERN};
 
 /// One secret to read. Exactly one source kind is set per entry.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -52,14 +53,17 @@ impl Source {
 /// A secret in a KV secrets engine.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.version) || self.engine == 'v2'").message("version can only be pinned for engine v2"))]
+#[x_kube(validation = Rule::new("self.engine == 'v2' || !self.path.split('/').exists(s, s in ['sys', 'auth', 'cubbyhole', 'identity'])").message("the path of a kv v1 source may not name Vault's reserved paths sys, auth, cubbyhole or identity"))]
 #[serde(rename_all = "camelCase")]
 pub struct KvSource {
     /// Mount path of the engine, e.g. `secret`.
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"), validation = Rule::new(NO_RESERVED_SEGMENTS_RULE).message("mount may not name Vault's reserved paths sys, auth, cubbyhole or identity"))]
     pub mount: String,
 
     /// Path of the secret within the mount, e.g. `shop/config`.
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("path may not hold '.' or '..' segments"))]
     pub path: String,
 
     /// Engine version.
@@ -108,14 +112,17 @@ pub enum KvEngine {
 /// gets the response's `data` keys (for database credentials: `username`, `password`).
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.method != 'GET' || !has(self.params) || size(self.params) == 0").message("params need method POST or PUT"))]
+#[x_kube(validation = Rule::new("!self.path.split('/').exists(s, s in ['sys', 'auth', 'cubbyhole', 'identity'])").message("the path of a dynamic source may not name Vault's reserved paths sys, auth, cubbyhole or identity"))]
 #[serde(rename_all = "camelCase")]
 pub struct DynamicSource {
     /// Mount path of the secrets engine, e.g. `database`.
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"), validation = Rule::new(NO_RESERVED_SEGMENTS_RULE).message("mount may not name Vault's reserved paths sys, auth, cubbyhole or identity"))]
     pub mount: String,
 
     /// Path within the mount, e.g. `creds/app`.
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("path may not hold '.' or '..' segments"))]
     pub path: String,
 
     /// HTTP method of the request.
@@ -174,7 +181,8 @@ impl RequestMethod {
 #[serde(rename_all = "camelCase")]
 pub struct PkiSource {
     /// Mount path of the PKI engine, e.g. `pki`.
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^/\s]([^\s]*[^/\s])?$"))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"), validation = Rule::new(NO_RESERVED_SEGMENTS_RULE).message("mount may not name Vault's reserved paths sys, auth, cubbyhole or identity"))]
     pub mount: String,
 
     /// PKI role to issue with.

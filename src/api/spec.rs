@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::duration::DURATION_PATTERN;
+use super::paths::{NO_DOT_SEGMENTS_RULE, VAULT_PATH_PATTERN};
 use super::source::Source;
 use super::status::VaultSecretStatus;
 
@@ -70,13 +71,18 @@ pub struct VaultSecretSpec {
 #[serde(rename_all = "camelCase")]
 pub struct VaultConnection {
     /// Server address, e.g. `https://vault.example:8200`. Defaults to the operator's `--vault-address`.
+    /// Only addresses the operator's administrator allows (`--vault-address`,
+    /// `--allowed-vault-addresses`) are used; any other ends `VaultAddressNotAllowed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
+    #[schemars(length(max = 512), regex(pattern = r"^https?://[^\s/?#@]+(/[^\s?#@%]*)?$"))]
     pub address: Option<String>,
 
     /// Vault Enterprise / OpenBao namespace, sent as the `X-Vault-Namespace` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$")
+    )]
     pub namespace: Option<String>,
 
     /// PEM CA bundle that signs the server's certificate, from a Secret in this VaultSecret's
@@ -112,15 +118,19 @@ pub struct KubernetesAuth {
     #[serde(default = "default_service_account")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub service_account_name: String,
-    /// Mount path of the Kubernetes auth method.
+    /// Mount path of the Kubernetes auth method (under `auth/`).
     #[serde(default = "default_kubernetes_mount")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"))]
     pub mount: String,
     /// Audiences of the requested ServiceAccount token; the Vault role's `audience` must match.
+    /// Only audiences the operator's administrator allows (`--allowed-token-audiences`, default
+    /// `vault`) are requested, and never one the Kubernetes API server accepts.
     #[serde(default = "default_audiences")]
-    #[schemars(length(min = 1, max = 8))]
+    #[schemars(length(min = 1, max = 8), inner(length(min = 1, max = 256)))]
     pub audiences: Vec<String>,
     /// Lifetime of the requested ServiceAccount token in seconds (it is used once, to log in).
+    /// At most the operator's `--max-token-expiration` (default 600).
     #[serde(default = "default_token_expiration")]
     #[schemars(range(min = 600, max = 86400))]
     pub token_expiration_seconds: i64,
@@ -130,9 +140,10 @@ pub struct KubernetesAuth {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AppRoleAuth {
-    /// Mount path of the AppRole auth method.
+    /// Mount path of the AppRole auth method (under `auth/`).
     #[serde(default = "default_approle_mount")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), regex(pattern = VAULT_PATH_PATTERN))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"))]
     pub mount: String,
     /// The role ID (not secret).
     #[schemars(length(min = 1, max = 256))]
@@ -173,10 +184,10 @@ fn default_token_expiration() -> i64 {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretKeyRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
     /// Key within the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 
@@ -188,6 +199,7 @@ pub struct Destination {
     /// Secret name in the VaultSecret's namespace (default: the VaultSecret's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("!self.endsWith('.vaultsync-leases')").message("names ending in .vaultsync-leases are the operator's own lease Secrets"))]
     pub name: Option<String>,
 
     /// Secret type (default `Opaque`). Privileged types cannot be written.
@@ -196,12 +208,15 @@ pub struct Destination {
     #[schemars(length(min = 1, max = 253))]
     pub type_: Option<String>,
 
-    /// Labels added to the Secret.
+    /// Labels added to the Secret (not `app.kubernetes.io/managed-by` nor `vaultsync.dev/...`,
+    /// which the operator sets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k != 'app.kubernetes.io/managed-by' && !k.startsWith('vaultsync.dev/'))").message("labels app.kubernetes.io/managed-by and vaultsync.dev/* are the operator's"))]
     pub labels: BTreeMap<String, String>,
 
-    /// Annotations added to the Secret.
+    /// Annotations added to the Secret (not `vaultsync.dev/...`, which the operator sets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('vaultsync.dev/'))").message("annotations vaultsync.dev/* are the operator's"))]
     pub annotations: BTreeMap<String, String>,
 
     /// Secret keys rendered from templates (minijinja syntax) over the sources' data; see

@@ -110,6 +110,9 @@ pub struct PendingRevocation {
     pub revoke_after: Time,
     /// When it expires anyway; past this it is dropped even if revocation keeps failing.
     pub expiry: Time,
+    /// Short hash of the Vault token that issued it: that token is kept until the lease is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<String>,
 }
 
 /// Type of the condition that tells whether the Secret is in sync.

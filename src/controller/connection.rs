@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::Context;
 use super::error::{Error, Result};
+use super::{Context, trust};
 use crate::api::VaultSecret;
 use crate::vault::{Connection, parse_address};
 
@@ -26,8 +26,13 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
             ));
         }
     };
+    // Before anything is read or sent: an address the administrator does not trust gets nothing.
+    trust::check_address(&address, &ctx.settings)?;
     let ca_pem = match &spec.ca_secret_ref {
-        Some(r) => Some(read_ca(vs, ctx, &r.name, &r.key).await?),
+        Some(r) => {
+            trust::check_secret_ref(r, "spec.vault.caSecretRef")?;
+            Some(read_ca(vs, ctx, &r.name, &r.key).await?)
+        }
         None => ctx.settings.vault_ca_pem.clone(),
     };
     Ok(Connection {

@@ -1,5 +1,6 @@
 //! Errors of one sync, each with a static reason for conditions, Events and metrics.
 
+use super::trust::Refusal;
 use crate::vault;
 
 /// Result of a sync step.
@@ -61,6 +62,9 @@ pub enum Error {
     /// Leases of a deleted VaultSecret could not be revoked (yet).
     #[error("{0}")]
     LeasesNotRevoked(String),
+    /// The administrator's trust boundary refuses what the spec asks for (see [`Refusal`]).
+    #[error("{message}")]
+    NotAllowed { refusal: Refusal, message: String },
     /// A Kubernetes API call failed.
     #[error("Kubernetes API error during {action}: {source}")]
     Kube {
@@ -89,6 +93,7 @@ impl Error {
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::Stale { .. } => "Stale",
             Error::LeasesNotRevoked(_) => "LeasesNotRevoked",
+            Error::NotAllowed { refusal, .. } => refusal.reason(),
             Error::Kube { .. } => "KubernetesError",
         }
     }
@@ -103,7 +108,8 @@ impl Error {
             | Error::Template(_)
             | Error::SecretTooLarge(_)
             | Error::TemplatesDisabled
-            | Error::NoIdentity(_) => true,
+            | Error::NoIdentity(_)
+            | Error::NotAllowed { .. } => true,
             Error::Vault(e) => !e.is_transient(),
             _ => false,
         }

@@ -8,6 +8,8 @@ use kube::api::{Api, PostParams};
 
 use super::Context;
 use super::error::{Error, Result};
+use super::token_check;
+use super::trust::{self, Refusal};
 use crate::api::{Auth, KubernetesAuth, SecretKeyRef, VaultSecret};
 use crate::vault::{Credential, Identity};
 
@@ -54,7 +56,8 @@ impl Login {
     }
 }
 
-/// Resolves `spec.auth` (or the operator's identity, where allowed) to an identity and a way to log in.
+/// Resolves `spec.auth` (or the operator's identity, where allowed) to an identity and a way to
+/// log in.
 pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login)> {
     let ns = vs.namespace().unwrap_or_default();
     match vs.spec.auth.as_deref() {
@@ -90,6 +93,7 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login
             ))
         }
         Some(Auth { app_role: Some(a), .. }) => {
+            trust::check_secret_ref(&a.secret_id_ref, "spec.auth.appRole.secretIdRef")?;
             let (secret_id, secret_uid, secret_version) =
                 secret_value(ctx, &ns, &a.secret_id_ref, "spec.auth.appRole.secretIdRef").await?;
             let identity = Identity::AppRole {
@@ -110,6 +114,7 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login
             ))
         }
         Some(Auth { token: Some(t), .. }) => {
+            trust::check_secret_ref(&t.secret_ref, "spec.auth.token.secretRef")?;
             let (token, secret_uid, secret_version) =
                 secret_value(ctx, &ns, &t.secret_ref, "spec.auth.token.secretRef").await?;
             Ok((
@@ -128,8 +133,7 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<(Identity, Login
 
 /// The operator's own token, only for namespaces on the allow-list.
 fn operator(ns: &str, ctx: &Context) -> Result<(Identity, Login)> {
-    let allowed = &ctx.settings.default_identity_namespaces;
-    if !allowed.iter().any(|a| a == "*" || a == ns) {
+    if !trust::operator_allowed(ns, &ctx.settings) {
         return Err(Error::NoIdentity(format!(
             "spec.auth is required: the operator's own Vault identity is not enabled for namespace {ns} (--default-identity-namespaces)"
         )));
@@ -167,10 +171,21 @@ async fn request_token(ctx: &Context, ns: &str, auth: &KubernetesAuth) -> Result
             source: e,
         },
     })?;
-    issued
+    let token = issued
         .status
         .map(|s| s.token)
-        .ok_or_else(|| Error::InvalidSpec("the TokenRequest returned no token".into()))
+        .ok_or_else(|| Error::InvalidSpec("the TokenRequest returned no token".into()))?;
+    if token_check::accepted_by_api_server(&ctx.kube_config, &token).await? {
+        // Dropped here: a token that authenticates to the Kubernetes API never leaves the operator.
+        return Err(Error::NotAllowed {
+            refusal: Refusal::Audience,
+            message: format!(
+                "spec.auth.kubernetes.audiences {:?}: the Kubernetes API server accepts a token with these audiences, so it was discarded and no login was attempted",
+                auth.audiences
+            ),
+        });
+    }
+    Ok(token)
 }
 
 /// The value at `r` and the Secret's uid and resourceVersion (which identify the credential).

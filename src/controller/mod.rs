@@ -11,12 +11,15 @@ mod leases;
 mod observe;
 mod owned;
 mod reconcile;
+mod release;
 mod restarts;
 mod schedule;
 mod secret;
 mod sources;
 mod status;
+mod token_check;
 mod tokens;
+mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -34,6 +37,7 @@ use url::Url;
 
 pub use crate::backoff::Backoff;
 pub use error::{Error, Result};
+pub use trust::Refusal;
 
 use crate::api::VaultSecret;
 use crate::hash::HashKey;
@@ -54,6 +58,17 @@ pub struct Settings {
     /// Namespaces whose VaultSecrets may use the operator's own token when they have no
     /// `spec.auth`; `*` allows every namespace. Empty (the default): none may.
     pub default_identity_namespaces: Vec<String>,
+    /// Of those, the namespaces whose VaultSecrets may also issue `dynamic` and `pki` sources with
+    /// the operator's own token; `*` allows every namespace. Empty (the default): `kv` only.
+    pub default_identity_leases_namespaces: Vec<String>,
+    /// Addresses besides `vault_address` that `spec.vault.address` may name. No credential, and
+    /// no request at all, goes to any other address.
+    pub allowed_vault_addresses: Vec<Url>,
+    /// Audiences `spec.auth.kubernetes.audiences` may ask for (default `vault`). A token the
+    /// Kubernetes API server accepts is discarded whatever its audience.
+    pub allowed_token_audiences: Vec<String>,
+    /// Longest `spec.auth.kubernetes.tokenExpirationSeconds` (default 600 s).
+    pub max_token_expiration: Duration,
     /// Timeout of one Vault request.
     pub vault_timeout: Duration,
     /// Retry backoff after a failed sync.
@@ -78,10 +93,43 @@ pub struct Settings {
     pub watch_namespaces: Vec<String>,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Safe defaults for unit tests, as `vaultsync run` would have them without flags.
+    pub(crate) fn for_tests() -> Settings {
+        Settings {
+            vault_address: None,
+            vault_ca_pem: None,
+            vault_token: None,
+            default_identity_namespaces: Vec::new(),
+            default_identity_leases_namespaces: Vec::new(),
+            allowed_vault_addresses: Vec::new(),
+            allowed_token_audiences: vec!["vault".into()],
+            max_token_expiration: Duration::from_secs(600),
+            vault_timeout: Duration::from_secs(10),
+            backoff: Backoff {
+                base: Duration::from_secs(2),
+                max: Duration::from_secs(300),
+            },
+            concurrency: 32,
+            namespace: "vaultsync-system".into(),
+            hash_key_secret: "vaultsync-hash-key".into(),
+            instance: None,
+            rollout_debounce: Duration::from_secs(5),
+            allow_templates: true,
+            default_refresh: Duration::from_secs(3600),
+            watch_namespaces: Vec::new(),
+        }
+    }
+}
+
 /// Shared state of the controller, built once.
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
+    /// How `client` reaches the API server, to present a minted token there alone (never to
+    /// send anything with the operator's identity).
+    pub kube_config: kube::Config,
     /// Publishes Events on VaultSecrets.
     pub recorder: events::Publisher,
     /// Authenticated Vault clients, one per (connection, identity).
@@ -96,6 +144,8 @@ pub struct Context {
     pub secrets: owned::SecretCache,
     /// Debounced workload restarts (`spec.rollout`), shared by every reconcile.
     pub rollouts: rollout::Rollouts,
+    /// Tokens of leases that a deletion left to expire (`revokeOnDelete: false`).
+    orphans: release::Orphans,
     /// When each VaultSecret is due, and what it last saw. Small and in memory only.
     state: Mutex<HashMap<ObjectRef<VaultSecret>, SyncState>>,
     /// The VaultSecrets holding leases issued by each Vault token (by token ref), to replace
@@ -186,6 +236,7 @@ impl Context {
         self.rollouts.cancel(&key);
         self.lock().remove(&key);
         self.index_tokens(vs, HashSet::new());
+        self.orphans.note_deleted(vs);
         self.metrics.forget(&vs.namespace().unwrap_or_default(), &vs.name_any());
     }
 
@@ -211,14 +262,15 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller, as the identity `kube_config` gives, until `shutdown` completes.
 pub async fn run(
-    client: Client,
+    kube_config: kube::Config,
     settings: Settings,
     metrics: Metrics,
     ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    let client = Client::try_from(kube_config.clone())?;
     // One namespace, or all of them.
     let scope = settings.watch_namespaces.first().cloned();
     let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());
@@ -268,8 +320,10 @@ pub async fn run(
         vault: sessions,
         metrics,
         client,
+        kube_config,
         hash_key,
         secrets,
+        orphans: release::Orphans::default(),
         state: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
         rollouts,
@@ -279,6 +333,7 @@ pub async fn run(
     // The VaultSecret watch also tells when one is deleted: its state and metric series go.
     let (store, vs_writer) = reflector::store();
     let deleted_ctx = ctx.clone();
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(cache::slim_vaultsecret)
@@ -286,7 +341,10 @@ pub async fn run(
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(vs)) => deleted_ctx.forget(vs),
             // The first listing is complete: the controller knows every VaultSecret.
-            Ok(watcher::Event::InitDone) => ready.set(true),
+            Ok(watcher::Event::InitDone) => {
+                ready.set(true);
+                listed_tx.send_replace(true);
+            }
             _ => {}
         })
         .applied_objects();
@@ -301,6 +359,7 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();
+    let releaser = tokio::spawn(release::run(ctx.clone(), store.clone(), listed));
     let janitor_ctx = ctx.clone();
     let janitor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -321,6 +380,7 @@ pub async fn run(
         })
         .await;
     janitor.abort();
+    releaser.abort();
     rollouts_ctx.rollouts.stop();
     tracing::info!("vaultsync controller stopped");
     Ok(())

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::identity::{self, Login};
 use super::restarts;
 use super::secret;
-use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status};
+use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status, trust};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::events::EventType;
 use crate::vault::{self, Connection, Identity, Outcome};
@@ -105,6 +105,7 @@ struct Synced {
 async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecretStatus>) -> Result<Synced> {
     let ns = vs.namespace().unwrap_or_default();
     templates_allowed(vs, ctx.settings.allow_templates)?;
+    trust::check_spec(vs, &ctx.settings)?;
     // Before any lease is issued, so a deletion can never miss one; kept while replaced leases
     // wait for their revocation.
     let status = vs.status.as_ref();
@@ -113,6 +114,9 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
     leases::set_finalizer(vs, ctx, leased && vs.spec.refresh.revokes_on_delete()).await?;
     let conn = connection::resolve(vs, ctx).await?;
     let (identity, login) = identity::resolve(vs, ctx).await?;
+    if identity == Identity::Operator {
+        trust::check_operator_sources(vs, &ctx.settings)?;
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut book = leases::Book::open(vs, &api).await?;
     let (handle, mut merged) = read_sources(vs, ctx, &conn, &identity, login, &mut book).await?;

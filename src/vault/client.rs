@@ -11,14 +11,15 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 
 use super::{Connection, Error, Result};
 
-/// Parses and checks a Vault address: `http` or `https`, a host, no query or fragment.
+/// Parses and checks a Vault address: `http` or `https`, a host, no credentials, query or
+/// fragment. Errors never repeat the address: it may hold a password.
 pub fn parse_address(address: &str) -> Result<Url> {
-    let url = Url::parse(address).map_err(|e| Error::Config(format!("address {address:?} is not a URL: {e}")))?;
+    let shape = "must be http(s)://host[:port][/path], without user, password, query or fragment";
+    let url = Url::parse(address).map_err(|e| Error::Config(format!("the address is not a URL ({e}); it {shape}")))?;
     let scheme_ok = matches!(url.scheme(), "http" | "https");
-    if !scheme_ok || url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::Config(format!(
-            "address {address:?} must be http(s)://host[:port][/path]"
-        )));
+    let credentials = !url.username().is_empty() || url.password().is_some();
+    if !scheme_ok || credentials || url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Config(format!("the address {shape}")));
     }
     Ok(url)
 }
@@ -74,9 +75,18 @@ mod tests {
     fn addresses_are_checked_before_use() {
         assert!(parse_address("https://vault.example:8200").is_ok());
         assert!(parse_address("http://127.0.0.1:8200/").is_ok());
-        for bad in ["vault:8200", "ftp://vault", "https://", "https://v?x=1", "not a url"] {
+        for bad in [
+            "vault:8200",
+            "ftp://vault",
+            "https://",
+            "https://v?x=1",
+            "not a url",
+            "http://u@v",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad} should be refused");
         }
+        let err = parse_address("http://user:hunter2@vault.example").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ mod coalesce;
 mod error;
 pub mod kv;
 pub mod lease;
-pub mod pki;
 mod login;
+pub mod pki;
 mod sessions;
 
 use std::sync::Arc;

@@ -27,7 +27,7 @@ use serde_json::Value;
 use vaultsync::api::VaultSecret;
 
 pub use logs::captured_logs;
-pub use operator::{Operator, operator, operator_with};
+pub use operator::{OPERATOR_NS, Operator, kubectl_apply, operator, operator_with};
 pub use restart::restart_operator;
 pub use vault::Bao;
 

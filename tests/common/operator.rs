@@ -64,6 +64,10 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
             vault_ca_pem: None,
             vault_token: Some(env.vault_token.clone()),
             default_identity_namespaces: vec!["*".into()],
+            default_identity_leases_namespaces: vec!["*".into()],
+            allowed_vault_addresses: Vec::new(),
+            allowed_token_audiences: vec!["vault".into()],
+            max_token_expiration: Duration::from_secs(600),
             vault_timeout: Duration::from_secs(5),
             backoff: Backoff {
                 base: Duration::from_millis(500),
@@ -93,13 +97,13 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
                         .await
                         .expect("serve /metrics");
                     bound_tx.send(bound).expect("report the metrics address");
-                    let client = client_for(&kubeconfig).await;
+                    let config = config_for(&kubeconfig).await;
                     // Runs again after each `restart_operator()`, with fresh memory.
                     loop {
                         let shutdown = super::restart::shutdown_signal();
                         super::restart::started();
                         let run = vaultsync::controller::run(
-                            client.clone(),
+                            config.clone(),
                             settings.clone(),
                             metrics.clone(),
                             ready.clone(),
@@ -151,9 +155,13 @@ impl Operator {
 }
 
 async fn client_for(kubeconfig: &std::path::Path) -> Client {
+    Client::try_from(config_for(kubeconfig).await).expect("kube client")
+}
+
+/// The admin kubeconfig as a client configuration.
+pub async fn config_for(kubeconfig: &std::path::Path) -> kube::Config {
     let kc = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .expect("kubeconfig");
-    Client::try_from(config).expect("kube client")
+        .expect("kubeconfig")
 }

@@ -122,3 +122,62 @@ async fn leases_are_replaced_before_their_token_reaches_its_max_ttl_with_a_warni
     );
     t.delete_vs("app").await;
 }
+
+#[tokio::test]
+async fn the_kept_token_is_revoked_and_forgotten_once_it_owns_no_lease() {
+    let t = TestNs::new("lease-token-release").await;
+    let bao = &t.op.bao;
+    // A long-lived token (768 h by default): only its release can end it early.
+    let (_, spec) = own_identity(&t, ("5m", "10m"), &[]).await;
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let (_, first) = synced(&t, "app").await;
+    let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
+    let token_of = |secret: &Secret| {
+        secret
+            .data
+            .as_ref()
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
+            .find(|token| vaultsync::vault::token_ref(token) == first.token_ref.clone().unwrap_or_default())
+    };
+    let token = within_for(Duration::from_secs(10), "the token to be kept", async {
+        loop {
+            if let Some(secret) = kept.get_opt("vaultsync-lease-tokens").await.expect("get Secret")
+                && let Some(token) = token_of(&secret)
+            {
+                return token;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let lookup = |token: &str| {
+        bao.env
+            .bao()
+            .args(["token", "lookup", token])
+            .output()
+            .expect("run bao")
+            .status
+            .success()
+    };
+    assert!(lookup(&token), "the kept token is live while it owns the lease");
+
+    t.delete_vs("app").await;
+    assert!(!db::lease_exists(bao, &first.id), "the lease was revoked on deletion");
+    // Sweeps run every 15 s and leave a token alone for 30 s after a sync last held it.
+    within_for(
+        Duration::from_secs(90),
+        "the kept token to be revoked and dropped",
+        async {
+            loop {
+                let secret = kept.get_opt("vaultsync-lease-tokens").await.expect("get Secret");
+                if !lookup(&token) && secret.as_ref().and_then(token_of).is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        },
+    )
+    .await;
+}

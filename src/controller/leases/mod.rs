@@ -139,6 +139,7 @@ impl Book {
             source: source.to_owned(),
             revoke_after: Time(revoke_after),
             expiry: lease.expiry.clone(),
+            token_ref: lease.token_ref.clone(),
         });
         self.dirty = true;
     }

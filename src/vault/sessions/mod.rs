@@ -17,6 +17,7 @@
 //!   be replaced in time.
 
 mod ends;
+mod release;
 mod store;
 mod token;
 
@@ -98,6 +99,8 @@ struct State {
     restore_tried: bool,
     /// [`token_ref`] of the token last written to the [`TokenStore`].
     saved: Option<String>,
+    /// When a sync last held the token for its leases ([`Sessions::hold`]) or it was restored.
+    held_at: Option<Instant>,
 }
 
 /// Keeps the current token usable if possible: `Some(outcome)` when the session can be used.

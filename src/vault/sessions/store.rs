@@ -51,6 +51,7 @@ impl Sessions {
             *held = (*held).max(Some(until));
         }
         let mut state = entry.state.lock().await;
+        state.held_at = Some(Instant::now());
         let Some(session) = state.session.as_ref() else { return };
         if session.ttl.is_none() {
             // A token used as given (the operator's, or one from a Secret) is not ours to keep.
@@ -88,6 +89,7 @@ impl Sessions {
                 );
                 let handle = session.handle();
                 state.saved = Some(session.token_ref.clone());
+                state.held_at = Some(Instant::now());
                 state.session = Some(session);
                 start_renewing(entry, state);
                 Some(handle)

@@ -26,6 +26,11 @@ use crate::common::{Operator, TestNs, has_value, within};
 /// A client that authenticates as ServiceAccount `namespace/name` with a token from
 /// TokenRequest, as the operator does in a pod.
 async fn client_as(op: &Operator, namespace: &str, name: &str) -> Client {
+    Client::try_from(config_as(op, namespace, name).await).expect("kube client")
+}
+
+/// The configuration of [`client_as`].
+async fn config_as(op: &Operator, namespace: &str, name: &str) -> kube::Config {
     let token = kubectl(op, &["create", "token", name, "-n", namespace, "--duration=10m"]);
     let kc = Kubeconfig::read_from(&op.env.kubeconfig).expect("read kubeconfig");
     let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -35,7 +40,7 @@ async fn client_as(op: &Operator, namespace: &str, name: &str) -> Client {
         token: Some(token.trim().to_owned().into()),
         ..Default::default()
     };
-    Client::try_from(config).expect("kube client")
+    config
 }
 
 #[tokio::test]
@@ -197,7 +202,8 @@ async fn a_namespaced_install_syncs_as_its_own_service_account() {
         .expect("hash key");
 
     // The operator as config/namespaced runs it: its ServiceAccount's token, this namespace only.
-    let client = client_as(op, &t.ns, "vaultsync").await;
+    let config = config_as(op, &t.ns, "vaultsync").await;
+    let client = Client::try_from(config.clone()).expect("kube client");
     within("RBAC to admit the new ServiceAccount", async {
         while Api::<VaultSecret>::namespaced(client.clone(), &t.ns)
             .list(&ListParams::default().limit(1))
@@ -213,6 +219,10 @@ async fn a_namespaced_install_syncs_as_its_own_service_account() {
         vault_ca_pem: None,
         vault_token: None,
         default_identity_namespaces: Vec::new(),
+        default_identity_leases_namespaces: Vec::new(),
+        allowed_vault_addresses: Vec::new(),
+        allowed_token_audiences: vec!["vault".into()],
+        max_token_expiration: Duration::from_secs(600),
         vault_timeout: Duration::from_secs(5),
         backoff: Backoff {
             base: Duration::from_millis(500),
@@ -233,7 +243,7 @@ async fn a_namespaced_install_syncs_as_its_own_service_account() {
         let _ = stopped.await;
     };
     let run = tokio::spawn(vaultsync::controller::run(
-        client,
+        config,
         settings,
         metrics.clone(),
         Readiness::default(),

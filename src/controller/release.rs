@@ -1,0 +1,94 @@
+//! Kept Vault tokens that own no lease any more are revoked and forgotten (issue 13: "no
+//! credential outlives its purpose"). Every [`SWEEP`], once the VaultSecret cache is complete,
+//! the tokens named by some VaultSecret's status (its leases and the superseded leases waiting for
+//! revocation) are collected; [`vault::Sessions::release_unreferenced`] revokes the others.
+//!
+//! Leases of a VaultSecret deleted with `revokeOnDelete: false` are meant to live on until they
+//! expire, and Vault revokes a token's leases with it: their tokens count as named until then.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use tokio::sync::watch;
+
+use super::Context;
+use crate::api::VaultSecret;
+
+/// How often kept tokens are checked.
+const SWEEP: Duration = Duration::from_secs(15);
+
+/// A token held by a sync this recently is kept even if no status names it yet.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Tokens of leases left to expire by a deletion, until when.
+#[derive(Default)]
+pub struct Orphans(Mutex<HashMap<String, jiff::Timestamp>>);
+
+impl Orphans {
+    /// Keeps the tokens of `vs`'s leases if it was deleted without revoking them.
+    pub fn note_deleted(&self, vs: &VaultSecret) {
+        if vs.spec.refresh.revokes_on_delete() {
+            return;
+        }
+        let mut orphans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (token, expiry) in leases(vs) {
+            let until = orphans.entry(token).or_insert(expiry);
+            *until = (*until).max(expiry);
+        }
+    }
+
+    fn live(&self, now: jiff::Timestamp) -> Vec<String> {
+        let mut orphans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        orphans.retain(|_, until| *until > now);
+        orphans.keys().cloned().collect()
+    }
+}
+
+/// The tokens and expiries of `vs`'s leases, current and superseded; a token ref of `""` stands
+/// for a superseded lease recorded before pending revocations named their token.
+fn leases(vs: &VaultSecret) -> Vec<(String, jiff::Timestamp)> {
+    let Some(status) = vs.status.as_ref() else {
+        return Vec::new();
+    };
+    let current = status
+        .sources
+        .iter()
+        .filter_map(|s| s.lease.as_ref())
+        .filter_map(|l| Some((l.token_ref.clone()?, l.expiry.0)));
+    let pending = status
+        .pending_revocations
+        .iter()
+        .map(|p| (p.token_ref.clone().unwrap_or_default(), p.expiry.0));
+    current.chain(pending).collect()
+}
+
+/// Every token some VaultSecret still needs; `None` when that cannot be known (a superseded
+/// lease that does not name its token).
+fn referenced(store: &Store<VaultSecret>, orphans: &Orphans) -> Option<HashSet<String>> {
+    let mut tokens: HashSet<String> = orphans.live(jiff::Timestamp::now()).into_iter().collect();
+    for vs in store.state() {
+        tokens.extend(leases(&vs).into_iter().map(|(token, _)| token));
+    }
+    (!tokens.contains("")).then_some(tokens)
+}
+
+/// Runs the sweep until the task is aborted, from when `listed` turns true (the first listing of
+/// VaultSecrets is in `store`: before that, every token would look unnamed).
+pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch::Receiver<bool>) {
+    // Not `Store::wait_until_ready`: its one-shot wakes only one of several waiters.
+    if listed.wait_for(|listed| *listed).await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(SWEEP);
+    loop {
+        tick.tick().await;
+        match referenced(&store, &ctx.orphans) {
+            Some(tokens) => {
+                ctx.vault.release_unreferenced(&tokens, GRACE).await;
+            }
+            None => tracing::debug!("kept Vault tokens not checked: a superseded lease does not name its token"),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The destination may be no Secret the operator keeps for itself: a leases Secret (its own or
+//! another VaultSecret's) or, in the operator's namespace, the hash key and the kept tokens.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use serde_json::json;
+
+use crate::address::rand_suffix;
+use crate::common::OPERATOR_NS;
+use crate::common::TestNs;
+use crate::{assert_schema_refuses, kubernetes_auth, mallory, op};
+
+#[tokio::test]
+async fn a_leases_secret_is_never_a_destination() {
+    let t = mallory("leases-destination").await;
+    let sources = json!([{"kv": {"mount": "secret", "path": t.path("x")}}]);
+    let spec =
+        json!({"auth": kubernetes_auth(&t), "sources": sources, "destination": {"name": "other.vaultsync-leases"}});
+    assert_schema_refuses(&t, "named", spec, "lease Secrets").await;
+    let own = json!({"app.kubernetes.io/managed-by": "vaultsync"});
+    let spec = json!({"auth": kubernetes_auth(&t), "sources": sources, "destination": {"labels": own}});
+    assert_schema_refuses(&t, "labels", spec, "are the operator's").await;
+    let own = json!({"vaultsync.dev/applied-hash": "x"});
+    let spec = json!({"auth": kubernetes_auth(&t), "sources": sources, "destination": {"annotations": own}});
+    assert_schema_refuses(&t, "annotations", spec, "are the operator's").await;
+    // The default destination name is the VaultSecret's own name.
+    let spec = json!({"auth": kubernetes_auth(&t), "sources": sources});
+    t.create_vs("other.vaultsync-leases", spec)
+        .await
+        .expect("create VaultSecret");
+    t.wait_ready("other.vaultsync-leases", "False", "DestinationNotAllowed")
+        .await;
+}
+
+#[tokio::test]
+async fn the_operators_own_secrets_cannot_be_taken_over() {
+    let t = TestNs::fixed_in(op(), OPERATOR_NS).await;
+    let secrets: Api<Secret> = Api::namespaced(t.client.clone(), OPERATOR_NS);
+    let key = secrets.get("vaultsync-hash-key").await.expect("the hash key Secret");
+    let name = format!("hash-key-{}", rand_suffix());
+    let spec = json!({
+        "sources": [{"kv": {"mount": "secret", "path": "x"}}],
+        "destination": {"name": "vaultsync-hash-key", "takeOver": true},
+    });
+    t.create_vs(&name, spec).await.expect("create VaultSecret");
+    t.wait_ready(&name, "False", "DestinationNotAllowed").await;
+    let after = secrets.get("vaultsync-hash-key").await.expect("the hash key Secret");
+    assert_eq!(after.metadata.resource_version, key.metadata.resource_version);
+    t.delete_vs(&name).await;
+}

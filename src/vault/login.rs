@@ -41,6 +41,9 @@ pub struct Token {
     pub renewable: bool,
     /// The token's accessor (safe to log), when known.
     pub accessor: Option<String>,
+    /// Lifetime to ask for when renewing, if not `ttl`: a token picked up after a restart has
+    /// `ttl` left of the `creation_ttl` it was issued with.
+    pub increment: Option<Duration>,
 }
 
 /// Logs in with `credential` at `conn`.
@@ -55,6 +58,7 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
                 ttl: None,
                 renewable: false,
                 accessor: None,
+                increment: None,
             });
         }
         Credential::Kubernetes { mount, role, jwt } => (
@@ -85,6 +89,7 @@ pub async fn adopt(conn: &Connection, token: &str, timeout: Duration) -> Result<
         ttl: (info.ttl > 0).then(|| Duration::from_secs(info.ttl)),
         renewable: info.renewable.unwrap_or(false),
         accessor: Some(info.accessor),
+        increment: (info.creation_ttl > 0).then(|| Duration::from_secs(info.creation_ttl)),
     })
 }
 
@@ -105,6 +110,7 @@ fn token_from(conn: &Connection, info: AuthInfo, timeout: Duration) -> Result<To
         ttl,
         renewable: info.renewable,
         accessor: Some(info.accessor),
+        increment: None,
     })
 }
 

@@ -59,7 +59,12 @@ async fn a_missing_key_is_reported_by_name() {
 #[tokio::test]
 async fn a_missing_ca_secret_is_reported() {
     let t = TestNs::new("ca").await;
-    let spec = json!({"vault": {"caSecretRef": {"name": "vault-ca", "key": "ca.crt"}}, "sources": [{"kv": {"mount": "secret", "path": "x"}}]});
+    // A namespace identity: the operator's own token is never used with a CA of the author's.
+    let spec = json!({
+        "vault": {"caSecretRef": {"name": "vault-ca", "key": "ca.crt"}},
+        "auth": {"token": {"secretRef": {"name": "vault-token", "key": "token"}}},
+        "sources": [{"kv": {"mount": "secret", "path": "x"}}],
+    });
     t.create_vs("ca", spec).await.expect("create");
     let vs = t.wait_ready("ca", "False", "CASecretInvalid").await;
     let message = vs

@@ -43,6 +43,8 @@ fn start_replica(env: &Env, name: &'static str) -> Replica {
         .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
         .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
         .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "*")
+        // The leased source below uses the operator's token too.
+        .env("VAULTSYNC_DEFAULT_IDENTITY_LEASES_NAMESPACES", "*")
         .env("VAULTSYNC_METRICS_ADDRESS", "127.0.0.1:0")
         .env("VAULTSYNC_LEADER_ELECTION_DURATION", LEASE_DURATION)
         .env("VAULTSYNC_RETRY_MAX", "4s")

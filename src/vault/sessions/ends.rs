@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -28,23 +28,27 @@ impl Ends {
     /// Records (once) and reports the end of `session`'s token, if it is known.
     pub(super) fn note(&self, session: &Session) {
         let Some(end) = session.end() else { return };
+        self.note_ref(&session.token_ref, end.saturating_duration_since(Instant::now()));
+    }
+
+    /// Records (once) and reports that token `token_ref` ends in `left`.
+    pub(super) fn note_ref(&self, token_ref: &str, left: Duration) {
         let now = jiff::Timestamp::now();
-        let left = end.saturating_duration_since(Instant::now());
         let end = now
             .saturating_add(jiff::SignedDuration::try_from(left).unwrap_or_default())
             .unwrap_or(now);
         let mut known = lock(&self.known);
         known.retain(|_, e| e.end > now);
         if known
-            .insert(session.token_ref.clone(), TokenEnd { known: now, end })
+            .insert(token_ref.to_owned(), TokenEnd { known: now, end })
             .is_some()
         {
             return;
         }
         drop(known);
-        tracing::info!(token = session.token_ref, %end, "Vault token reaches its max TTL; its leases must be replaced");
+        tracing::info!(token = token_ref, %end, "Vault token reaches its end; its leases must be replaced");
         if let Some(tx) = lock(&self.notify).as_ref() {
-            let _ = tx.send(session.token_ref.clone());
+            let _ = tx.send(token_ref.to_owned());
         }
     }
 }

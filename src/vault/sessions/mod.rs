@@ -266,6 +266,7 @@ impl Sessions {
                     client,
                     issued: now,
                     ttl: token.ttl,
+                    increment: token.increment,
                     renewable: token.renewable,
                     capped: false,
                 };

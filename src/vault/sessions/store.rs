@@ -80,6 +80,7 @@ impl Sessions {
                     client,
                     issued: Instant::now(),
                     ttl: adopted.ttl,
+                    increment: adopted.increment,
                     renewable: adopted.renewable,
                     capped: false,
                 };
@@ -95,11 +96,13 @@ impl Sessions {
                 Some(handle)
             }
             other => {
-                if let Err(e) = other {
-                    tracing::info!(
+                match other {
+                    // About to expire, and with it every lease it issued: those are replaced now.
+                    Ok(adopted) => entry.ends.note_ref(&token_ref(&token), adopted.ttl.unwrap_or_default()),
+                    Err(e) => tracing::info!(
                         reason = e.reason(),
                         "the kept Vault token is no longer usable; logging in"
-                    );
+                    ),
                 }
                 store.remove(entry.key.clone()).await;
                 None

@@ -18,6 +18,9 @@ pub(super) struct Session {
     pub token_ref: String,
     pub issued: Instant,
     pub ttl: Option<Duration>,
+    /// Lifetime asked for at renewal when it differs from `ttl` (a token picked up after a
+    /// restart has only the rest of its lifetime left, not the lifetime it is renewed by).
+    pub increment: Option<Duration>,
     pub renewable: bool,
     /// Renewal returned less than asked: the max TTL is near. The token stays valid (its leases
     /// with it) until it expires, but the next use logs in again.
@@ -89,7 +92,7 @@ impl Session {
         } else if usable && now < self.issued + ttl.mul_f64(2.0 / 3.0) {
             Plan::Use
         } else if renewable {
-            Plan::Renew(ttl)
+            Plan::Renew(self.increment.unwrap_or(ttl))
         } else {
             Plan::Login
         }
@@ -113,6 +116,7 @@ mod tests {
             token_ref: "r".into(),
             issued,
             ttl: ttl.map(Duration::from_secs),
+            increment: None,
             renewable,
             capped,
         }
@@ -146,6 +150,13 @@ mod tests {
             session(Some(30), true, true, t0).plan(at(1)),
             Plan::Login,
             "max TTL reached: new work goes to a fresh token"
+        );
+        let mut restored = session(Some(10), true, false, t0);
+        restored.increment = Some(Duration::from_secs(30));
+        assert_eq!(
+            restored.plan(at(8)),
+            Plan::Renew(Duration::from_secs(30)),
+            "a token picked up with 10 s left is renewed by the lifetime it was issued with"
         );
         assert_eq!(
             session(None, false, false, t0).plan(at(100_000)),

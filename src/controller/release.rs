@@ -3,24 +3,32 @@
 //! the tokens named by some VaultSecret's status (its leases and the superseded leases waiting for
 //! revocation) are collected; [`vault::Sessions::release_unreferenced`] revokes the others.
 //!
+//! Tokens an earlier operator kept for identities nobody uses any more (their VaultSecrets were
+//! deleted while no operator ran) are revoked too, at the address they were kept for.
+//!
 //! Leases of a VaultSecret deleted with `revokeOnDelete: false` are meant to live on until they
 //! expire, and Vault revokes a token's leases with it: their tokens count as named until then.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
-use super::Context;
+use super::{Context, Settings, trust};
 use crate::api::VaultSecret;
+use crate::vault::{Connection, parse_address};
 
 /// How often kept tokens are checked.
 const SWEEP: Duration = Duration::from_secs(15);
 
 /// A token held by a sync this recently is kept even if no status names it yet.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// Tokens that no identity in use claims (kept by an earlier operator) are looked at only after
+/// this long as the leader, once every VaultSecret had its first sync.
+const UNCLAIMED_AFTER: Duration = Duration::from_secs(60);
 
 /// Tokens of leases left to expire by a deletion, until when.
 #[derive(Default)]
@@ -81,14 +89,36 @@ pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch
     if listed.wait_for(|listed| *listed).await.is_err() {
         return;
     }
+    let started = Instant::now();
     let mut tick = tokio::time::interval(SWEEP);
     loop {
         tick.tick().await;
         match referenced(&store, &ctx.orphans) {
             Some(tokens) => {
-                ctx.vault.release_unreferenced(&tokens, GRACE).await;
+                // An operator that watches some namespaces only cannot tell another install's
+                // tokens (kept in the same Secret) from abandoned ones.
+                let unclaimed = ctx.settings.watch_namespaces.is_empty() && started.elapsed() >= UNCLAIMED_AFTER;
+                let connection = |address: &str, namespace| connection(&ctx.settings, address, namespace);
+                ctx.vault
+                    .release_unreferenced(&tokens, GRACE, unclaimed, connection)
+                    .await;
             }
             None => tracing::debug!("kept Vault tokens not checked: a superseded lease does not name its token"),
         }
     }
+}
+
+/// Where to revoke a token kept for `address` and `namespace`: with the operator's CA at its
+/// default address, the system roots elsewhere (a CA from a VaultSecret's Secret is not kept).
+fn connection(settings: &Settings, address: &str, namespace: Option<String>) -> Option<Connection> {
+    let address = parse_address(address).ok()?;
+    let default = settings
+        .vault_address
+        .as_ref()
+        .is_some_and(|d| trust::same_server(d, &address));
+    Some(Connection {
+        ca_pem: default.then(|| settings.vault_ca_pem.clone()).flatten(),
+        address,
+        namespace,
+    })
 }

@@ -77,11 +77,24 @@ impl TokenStore for SecretTokenStore {
         .boxed()
     }
 
-    fn save(&self, key: String, token: String) -> BoxFuture<'_, ()> {
+    fn save(&self, key: String, value: String) -> BoxFuture<'_, ()> {
         async move {
-            if let Err(e) = self.write(&key, Some(&token)).await {
+            if let Err(e) = self.write(&key, Some(&value)).await {
                 tracing::warn!(error = %e, "cannot keep the Vault token that owns leases; a restart would re-issue them");
             }
+        }
+        .boxed()
+    }
+
+    fn entries(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        async move {
+            let Ok(Some(secret)) = self.api.get_opt(SECRET_NAME).await else {
+                return Vec::new();
+            };
+            let data = secret.data.unwrap_or_default();
+            data.into_iter()
+                .filter_map(|(key, value)| Some((key, String::from_utf8(value.0).ok()?)))
+                .collect()
         }
         .boxed()
     }

@@ -202,7 +202,7 @@ pub fn check_secret_ref(r: &SecretKeyRef, field: &str) -> Result<()> {
 }
 
 /// Same scheme, host, port and path (ignoring a trailing slash).
-fn same_server(a: &Url, b: &Url) -> bool {
+pub(super) fn same_server(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()

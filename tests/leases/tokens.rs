@@ -13,6 +13,15 @@ use crate::common::auth::{kubernetes_role, setup};
 use crate::common::{TestNs, db, restart_operator, within_for};
 use crate::{assert_not_leaked, creds, lease, synced, wait_vs_for};
 
+/// The token of a value kept in `vaultsync-lease-tokens` (`{"v": 1, "address", "token"}`; a
+/// bare token, as older versions kept and a test below plants, reads as itself).
+fn kept_token(value: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(value) {
+        Ok(kept) => kept["token"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    }
+}
+
 /// A role issuing credentials at a path of its own, readable by ServiceAccount `app` logging in
 /// with Kubernetes auth role `<ns>` (`token` adds token_ttl/token_max_ttl); the VaultSecret spec.
 async fn own_identity(t: &TestNs, lease_ttl: (&str, &str), token: &[&str]) -> (String, Value) {
@@ -64,7 +73,7 @@ async fn a_restarted_operator_keeps_the_short_lived_token_that_owns_the_lease_al
         .data
         .unwrap_or_default()
         .values()
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .map(|v| kept_token(&v.0))
         .collect();
     assert!(!tokens.is_empty());
     let mut needles: Vec<&str> = tokens.iter().map(String::as_str).collect();
@@ -138,7 +147,7 @@ async fn the_kept_token_is_revoked_and_forgotten_once_it_owns_no_lease() {
             .as_ref()
             .into_iter()
             .flatten()
-            .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
+            .map(|(_, v)| kept_token(&v.0))
             .find(|token| vaultsync::vault::token_ref(token) == first.token_ref.clone().unwrap_or_default())
     };
     let token = within_for(Duration::from_secs(10), "the token to be kept", async {
@@ -180,4 +189,60 @@ async fn the_kept_token_is_revoked_and_forgotten_once_it_owns_no_lease() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_kept_token_nobody_claims_is_revoked_and_dropped() {
+    let t = TestNs::new("lease-token-unclaimed").await;
+    let bao = &t.op.bao;
+    // What an operator leaves when its last VaultSecret with leases is deleted while no operator
+    // runs: a kept token no identity in use claims and no status names.
+    let create = || {
+        bao.run(&["token", "create", "-field=token", "-policy=default", "-ttl=768h"])
+            .trim()
+            .to_owned()
+    };
+    let (token, bare) = (create(), create());
+    let suffix = &t.ns[t.ns.len() - 6..];
+    let (key, bare_key) = (format!("unclaimed-{suffix}"), format!("unclaimed-bare-{suffix}"));
+    let value = json!({"v": 1, "address": t.op.env.vault_addr, "token": token}).to_string();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
+    let patch = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "vaultsync-lease-tokens"},
+        "data": {&key: b64(&value), &bare_key: b64(&bare)},
+    });
+    kept.patch(
+        "vaultsync-lease-tokens",
+        &kube::api::PatchParams::apply("tests"),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+    .expect("keep the tokens");
+    let lookup = |token: &str| {
+        let out = bao
+            .env
+            .bao()
+            .args(["token", "lookup", token])
+            .output()
+            .expect("run bao");
+        out.status.success()
+    };
+    assert!(lookup(&token));
+    // Unclaimed tokens are looked at once the operator has led for a minute, every 15 s.
+    within_for(Duration::from_secs(120), "the unclaimed tokens to be dropped", async {
+        loop {
+            let secret = kept.get_opt("vaultsync-lease-tokens").await.expect("get Secret");
+            let data = secret.and_then(|s| s.data).unwrap_or_default();
+            if !data.contains_key(&key) && !data.contains_key(&bare_key) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(!lookup(&token), "the unclaimed token is still live in OpenBao");
+    // A bare token (kept by an older version) says nowhere where it is valid: only forgotten.
+    assert!(lookup(&bare));
 }

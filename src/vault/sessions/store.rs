@@ -14,15 +14,61 @@ use super::token::Session;
 use super::{EXPIRY_MARGIN, Entry, Handle, Sessions, State, lock, start_renewing};
 use crate::vault::{self, Connection, Identity, login};
 
-/// Persistent storage for tokens, keyed by [`key`]. Implementations must keep tokens secret
-/// (the controller uses a Secret in the operator's namespace).
+/// Persistent storage for tokens, keyed by [`key`]. Values are opaque to the store (see
+/// [`Kept`]). Implementations must keep them secret (the controller uses a Secret in the
+/// operator's namespace).
 pub trait TokenStore: Send + Sync {
-    /// The token kept under `key`, if any. Failures read as "none" (the caller logs in).
+    /// The value kept under `key`, if any. Failures read as "none" (the caller logs in).
     fn load(&self, key: String) -> BoxFuture<'_, Option<String>>;
-    /// Keeps `token` under `key`, replacing what was there. Failures are logged, not returned.
-    fn save(&self, key: String, token: String) -> BoxFuture<'_, ()>;
+    /// Keeps `value` under `key`, replacing what was there. Failures are logged, not returned.
+    fn save(&self, key: String, value: String) -> BoxFuture<'_, ()>;
     /// Forgets `key`.
     fn remove(&self, key: String) -> BoxFuture<'_, ()>;
+    /// Every key and value kept. Failures read as "none".
+    fn entries(&self) -> BoxFuture<'_, Vec<(String, String)>>;
+}
+
+/// What is kept under a key, encoded as versioned JSON: the token and where it is valid (the
+/// address and Vault namespace, so that a token nobody claims any more can still be revoked; never
+/// a CA bundle, which would make the Secret large). A bare token is what versions before the
+/// encoding kept.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Kept {
+    /// Encoding version: 1.
+    v: u8,
+    /// Vault address the token is valid at; `None` for a bare token.
+    pub address: Option<String>,
+    /// Vault namespace of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The token.
+    pub token: String,
+}
+
+impl Kept {
+    /// The value kept for `token` issued at `conn`.
+    pub fn encode(conn: &Connection, token: &str) -> String {
+        let kept = Kept {
+            v: 1,
+            address: Some(conn.address.to_string()),
+            namespace: conn.namespace.clone(),
+            token: token.to_owned(),
+        };
+        serde_json::to_string(&kept).unwrap_or_default()
+    }
+
+    /// Reads a kept value: the versioned encoding, or a bare token.
+    pub fn decode(value: &str) -> Kept {
+        match serde_json::from_str::<Kept>(value) {
+            Ok(kept) if kept.v == 1 => kept,
+            _ => Kept {
+                v: 1,
+                address: None,
+                namespace: None,
+                token: value.trim().to_owned(),
+            },
+        }
+    }
 }
 
 /// A stable name for (connection, identity): the same after a restart, nothing secret in it.
@@ -61,7 +107,7 @@ impl Sessions {
         if let Some(store) = &self.store
             && state.saved.as_deref() != Some(reference.as_str())
         {
-            store.save(entry.key.clone(), token).await;
+            store.save(entry.key.clone(), Kept::encode(conn, &token)).await;
             state.saved = Some(reference);
         }
         start_renewing(&entry, &mut state);
@@ -70,7 +116,7 @@ impl Sessions {
     /// Adopts the token a previous operator left in the store, if Vault still accepts it.
     pub(super) async fn restore(&self, entry: &Arc<Entry>, state: &mut State, conn: &Connection) -> Option<Handle> {
         let store = self.store.as_ref()?;
-        let token = store.load(entry.key.clone()).await?;
+        let token = Kept::decode(&store.load(entry.key.clone()).await?).token;
         match vault::observe(&self.metrics, "lookup", login::adopt(conn, &token, self.timeout)).await {
             Ok(adopted) if adopted.ttl.is_none_or(|ttl| ttl > EXPIRY_MARGIN * 2) => {
                 entry.report_expiry(adopted.ttl);
@@ -114,6 +160,23 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_values_say_where_the_token_is_valid_and_bare_tokens_still_read() {
+        let conn = Connection {
+            address: crate::vault::parse_address("https://vault.example:8200").unwrap(),
+            namespace: Some("team".into()),
+            ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec().into()),
+        };
+        let value = Kept::encode(&conn, "s.token");
+        assert!(!value.contains("CERTIFICATE"), "no CA bundle is kept: {value}");
+        let kept = Kept::decode(&value);
+        assert_eq!(kept.token, "s.token");
+        assert_eq!(kept.address.as_deref(), Some("https://vault.example:8200/"));
+        assert_eq!(kept.namespace.as_deref(), Some("team"));
+        let bare = Kept::decode("s.older\n");
+        assert_eq!((bare.token.as_str(), bare.address), ("s.older", None));
+    }
 
     #[test]
     fn names_are_stable_and_reveal_nothing() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use client::parse_address;
 pub use error::{Error, Result};
 pub use login::Credential;
-pub use sessions::{Handle, Outcome, Sessions, TokenEnd, TokenStore, token_ref};
+pub use sessions::{Handle, Outcome, Sessions, TokenEnd, TokenStore, legacy_token_key, token_key, token_ref};
 use url::Url;
 
 /// Where a Vault server is and how to trust it.

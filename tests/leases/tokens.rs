@@ -9,8 +9,8 @@ use kube::api::Api;
 use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
-use crate::common::auth::{kubernetes_role, setup};
-use crate::common::{TestNs, db, restart_operator, within_for};
+use crate::common::auth::{kubernetes_logins, kubernetes_role, read_policy, setup};
+use crate::common::{TestNs, db, has_value, restart_operator, within_for};
 use crate::{assert_not_leaked, creds, lease, synced, wait_vs_for};
 
 /// The token of a value kept in `vaultsync-lease-tokens` (`{"v": 1, "address", "token"}`; a
@@ -245,4 +245,79 @@ async fn a_kept_token_nobody_claims_is_revoked_and_dropped() {
     assert!(!lookup(&token), "the unclaimed token is still live in OpenBao");
     // A bare token (kept by an older version) says nowhere where it is valid: only forgotten.
     assert!(lookup(&bare));
+}
+
+#[tokio::test]
+async fn a_token_kept_by_an_older_version_is_picked_up_and_kept_under_the_new_key() {
+    let t = TestNs::new("lease-token-upgrade").await;
+    setup(t.op);
+    let bao = &t.op.bao;
+    read_policy(bao, &t.ns, &t.ns);
+    kubernetes_role(bao, &t.ns, &t.ns, "app", &t.ns, &[]);
+    let sa = t.create_service_account("app").await;
+    // Logged in as an older operator did, its token kept as it kept them: bare, under the key
+    // derived from the identity's Debug output.
+    let jwt = t.kubectl(&["create", "token", "app", "--audience", "vault"]);
+    let token = bao
+        .run(&[
+            "write",
+            "-field=token",
+            "auth/kubernetes/login",
+            &format!("role={}", t.ns),
+            &format!("jwt={}", jwt.trim()),
+        ])
+        .trim()
+        .to_owned();
+    let conn = vaultsync::vault::Connection {
+        address: vaultsync::vault::parse_address(&t.op.env.vault_addr).expect("address"),
+        namespace: None,
+        ca_pem: None,
+    };
+    let identity = vaultsync::vault::Identity::Kubernetes {
+        mount: "kubernetes".into(),
+        role: t.ns.clone(),
+        namespace: t.ns.clone(),
+        service_account: "app".into(),
+        uid: sa.metadata.uid.clone().expect("uid"),
+        audiences: vec!["vault".into()],
+    };
+    let (legacy, key) = (
+        vaultsync::vault::legacy_token_key(&conn, &identity),
+        vaultsync::vault::token_key(&conn, &identity),
+    );
+    let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let patch = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "vaultsync-lease-tokens"},
+        "data": {&legacy: b64(&token)},
+    });
+    let apply = kube::api::PatchParams::apply("tests-upgrade");
+    kept.patch("vaultsync-lease-tokens", &apply, &kube::api::Patch::Apply(&patch))
+        .await
+        .expect("keep the token");
+    let logins = kubernetes_logins(bao, &t.ns).len();
+
+    let path = t.path("config");
+    bao.put(&path, &[("k", "v1")]);
+    let spec = json!({
+        "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
+        "sources": [{"kv": {"mount": "secret", "path": path}}],
+    });
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    t.wait_secret("app", "the Secret", has_value("k", "v1")).await;
+    assert_eq!(
+        kubernetes_logins(bao, &t.ns).len(),
+        logins,
+        "logged in anew instead of picking up the kept token"
+    );
+    let data = kept
+        .get("vaultsync-lease-tokens")
+        .await
+        .expect("get Secret")
+        .data
+        .unwrap_or_default();
+    assert!(!data.contains_key(&legacy), "the old key is still there");
+    assert_eq!(data.get(&key).map(|v| kept_token(&v.0)), Some(token));
+    t.delete_vs("app").await;
 }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use vaultrs::client::VaultClient;
 
 pub use ends::TokenEnd;
-pub use store::{TokenStore, token_ref};
+pub use store::{TokenStore, key as token_key, legacy_key as legacy_token_key, token_ref};
 
 use ends::Ends;
 
@@ -64,6 +64,8 @@ struct Entry {
     held_until: Mutex<Option<Instant>>,
     /// [`store::key`] of the identity.
     key: String,
+    /// [`store::legacy_key`] of the identity, to pick up a token an older operator kept.
+    legacy_key: String,
     /// [`Identity::label`], for the token expiry metric.
     label: String,
     metrics: Metrics,
@@ -326,6 +328,7 @@ impl Sessions {
                     last_used: Mutex::new(None),
                     held_until: Mutex::new(None),
                     key: store::key(conn, identity),
+                    legacy_key: store::legacy_key(conn, identity),
                     label: identity.label(),
                     metrics: self.metrics.clone(),
                     ends: self.ends.clone(),

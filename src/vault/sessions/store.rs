@@ -71,8 +71,51 @@ impl Kept {
     }
 }
 
-/// A stable name for (connection, identity): the same after a restart, nothing secret in it.
+/// A stable name for (connection, identity): the same after a restart and an upgrade, nothing
+/// secret in it. Version 2 hashes an explicit encoding of every field (`v2-` prefix), so renaming
+/// a Rust field changes nothing.
 pub fn key(conn: &Connection, identity: &Identity) -> String {
+    let mut fields: Vec<&str> = vec![conn.address.as_str(), conn.namespace.as_deref().unwrap_or_default()];
+    let audiences;
+    match identity {
+        Identity::Operator => fields.push("operator"),
+        Identity::Kubernetes {
+            mount,
+            role,
+            namespace,
+            service_account,
+            uid,
+            audiences: list,
+        } => {
+            audiences = list.join(",");
+            fields.extend(["kubernetes", mount, role, namespace, service_account, uid, &audiences]);
+        }
+        Identity::AppRole {
+            mount,
+            role_id,
+            namespace,
+            secret,
+            secret_uid,
+            secret_version,
+        } => fields.extend(["approle", mount, role_id, namespace, secret, secret_uid, secret_version]),
+        Identity::Token {
+            namespace,
+            secret,
+            secret_uid,
+            secret_version,
+        } => fields.extend(["token", namespace, secret, secret_uid, secret_version]),
+    }
+    let mut hash = Sha256::new();
+    for field in fields {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field);
+    }
+    format!("v2-{}", hex::encode(&hash.finalize()[..16]))
+}
+
+/// The key versions before 2 used, from the identity's `Debug` output: read once, to carry a
+/// token kept by an older operator over to [`key`]. Remove with the version after next.
+pub fn legacy_key(conn: &Connection, identity: &Identity) -> String {
     let mut hash = Sha256::new();
     hash.update(conn.address.as_str());
     hash.update([0]);
@@ -116,7 +159,17 @@ impl Sessions {
     /// Adopts the token a previous operator left in the store, if Vault still accepts it.
     pub(super) async fn restore(&self, entry: &Arc<Entry>, state: &mut State, conn: &Connection) -> Option<Handle> {
         let store = self.store.as_ref()?;
-        let token = Kept::decode(&store.load(entry.key.clone()).await?).token;
+        let token = match store.load(entry.key.clone()).await {
+            Some(value) => Kept::decode(&value).token,
+            None => {
+                // Kept by an older operator under the key it used: carry it over.
+                let value = store.load(entry.legacy_key.clone()).await?;
+                let token = Kept::decode(&value).token;
+                store.save(entry.key.clone(), Kept::encode(conn, &token)).await;
+                store.remove(entry.legacy_key.clone()).await;
+                token
+            }
+        };
         match vault::observe(&self.metrics, "lookup", login::adopt(conn, &token, self.timeout)).await {
             Ok(adopted) if adopted.ttl.is_none_or(|ttl| ttl > EXPIRY_MARGIN * 2) => {
                 entry.report_expiry(adopted.ttl);
@@ -186,6 +239,23 @@ mod tests {
             ca_pem: None,
         };
         assert_eq!(key(&conn, &Identity::Operator), key(&conn, &Identity::Operator));
+        let sa = |uid: &str| Identity::Kubernetes {
+            mount: "kubernetes".into(),
+            role: "shop".into(),
+            namespace: "shop".into(),
+            service_account: "app".into(),
+            uid: uid.into(),
+            audiences: vec!["vault".into()],
+        };
+        // Pinned: a change here orphans every kept token on upgrade (leases re-issued).
+        assert_eq!(key(&conn, &sa("u1")), "v2-0791ce2aec3195332a19d9705b372823");
+        assert_ne!(key(&conn, &sa("u1")), key(&conn, &sa("u2")));
+        assert_ne!(key(&conn, &sa("u1")), legacy_key(&conn, &sa("u1")));
+        assert!(
+            key(&conn, &sa("u1"))
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        );
         let token = "s.canaryTokenValue0123456789";
         let r = token_ref(token);
         assert_eq!(r.len(), 16);

@@ -64,6 +64,8 @@ async fn the_default_install_passes_server_side_validation() {
         &[
             "namespace/vaultsync-system",
             "customresourcedefinition.apiextensions.k8s.io/vaultsecrets.vaultsync.dev",
+            "clusterrole.rbac.authorization.k8s.io/vaultsync-edit",
+            "clusterrole.rbac.authorization.k8s.io/vaultsync-view",
             "serviceaccount/vaultsync",
             "clusterrole.rbac.authorization.k8s.io/vaultsync",
             "clusterrolebinding.rbac.authorization.k8s.io/vaultsync",

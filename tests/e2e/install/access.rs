@@ -9,7 +9,7 @@ use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessRevie
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use super::{OPERATOR_NS, OPERATOR_USER, install_namespaced, install_rbac};
+use super::{CONFIG, OPERATOR_NS, OPERATOR_USER, install_namespaced, install_rbac, kubectl};
 use crate::common::{TestNs, within};
 
 /// Where an access check applies: a namespace, or every namespace (and cluster-scoped objects).
@@ -203,6 +203,52 @@ async fn a_namespaced_install_can_touch_nothing_outside_its_namespace() {
             ("patch", "deployments.apps", there),
             ("update", "leases.coordination.k8s.io", there),
             ("get", "configmaps", here),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn namespace_users_get_vaultsecrets_through_the_built_in_roles() {
+    let t = TestNs::new("aggregate").await;
+    kubectl(t.op, &["apply", "-k", &format!("{CONFIG}/crd")]);
+    for (user, role) in [("alice", "edit"), ("bob", "view")] {
+        t.create_service_account(user).await;
+        let subject = format!("{}:{user}", t.ns);
+        t.kubectl(&[
+            "create",
+            "rolebinding",
+            user,
+            "--clusterrole",
+            role,
+            "--serviceaccount",
+            &subject,
+        ]);
+    }
+    let (alice, bob) = (
+        format!("system:serviceaccount:{}:alice", t.ns),
+        format!("system:serviceaccount:{}:bob", t.ns),
+    );
+    let here = At::Ns(&t.ns);
+    let vs = "vaultsecrets.vaultsync.dev";
+    let read = [("get", vs, here), ("list", vs, here), ("watch", vs, here)];
+    let write = [
+        ("create", vs, here),
+        ("patch", vs, here),
+        ("update", vs, here),
+        ("delete", vs, here),
+    ];
+    // The controller-manager aggregates the roles: the first check waits for it.
+    assert_access(&t.client, &alice, true, &[write.as_slice(), read.as_slice()].concat()).await;
+    assert_access(&t.client, &bob, true, &read).await;
+    assert_access(&t.client, &bob, false, &write).await;
+    assert_access(
+        &t.client,
+        &alice,
+        false,
+        &[
+            ("create", vs, At::Everywhere),
+            ("update", "vaultsecrets.vaultsync.dev/status", here),
         ],
     )
     .await;

@@ -55,8 +55,8 @@ async fn a_foreign_vault_address_receives_no_request_and_no_credential() {
     assert_eq!(
         foreign().connections(),
         0,
-        "the foreign address was contacted: {}",
-        foreign().text()
+        "the foreign address was contacted: {:?}",
+        foreign().request_lines()
     );
 }
 

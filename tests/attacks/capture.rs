@@ -40,6 +40,16 @@ impl Capture {
         self.received.lock().unwrap().len()
     }
 
+    /// The request lines received so far (`POST /v1/auth/kubernetes/login HTTP/1.1`): what a
+    /// failure message may show, unlike the headers and bodies, which carry credentials.
+    pub fn request_lines(&self) -> Vec<String> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).lines().next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Everything received so far, as text.
     pub fn text(&self) -> String {
         let received = self.received.lock().unwrap();

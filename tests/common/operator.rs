@@ -22,6 +22,11 @@ pub struct Operator {
 
 static OPERATOR: OnceLock<Operator> = OnceLock::new();
 
+/// The operator this test binary started.
+pub(super) fn running() -> &'static Operator {
+    OPERATOR.get().expect("the operator was started")
+}
+
 /// Namespace the operator runs in (holds its hash-key Secret).
 pub const OPERATOR_NS: &str = "vaultsync-system";
 
@@ -101,6 +106,8 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
                     // Runs again after each `restart_operator()`, with fresh memory.
                     loop {
                         let shutdown = super::restart::shutdown_signal();
+                        // Ready again once this controller has listed the VaultSecrets.
+                        ready.set(false);
                         super::restart::started();
                         let run = vaultsync::controller::run(
                             config.clone(),

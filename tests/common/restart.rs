@@ -36,6 +36,14 @@ pub(super) fn started() {
 /// Stops the running operator and waits until a fresh one has started.
 pub async fn restart_operator() {
     let mut started = counters().started.subscribe();
+    // A controller asked to stop before its first listing of VaultSecrets never stops: kube's
+    // controller holds its runner until the cache is ready, and shutting down stops the listing.
+    super::within("the operator to be ready before it restarts", async {
+        while super::operator::running().get("/readyz").await.0 != 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     let next = *started.borrow_and_update() + 1;
     counters().asked.send_modify(|n| *n += 1);
     super::within("the operator to restart", started.wait_for(|n| *n >= next))

@@ -30,6 +30,11 @@ const GRACE: Duration = Duration::from_secs(30);
 /// this long as the leader, once every VaultSecret had its first sync.
 const UNCLAIMED_AFTER: Duration = Duration::from_secs(60);
 
+/// ...and then this often: while the operator runs, only its own identities keep tokens, and those
+/// the every-sweep pass already releases. (Reading the Secret every sweep would be a steady-state
+/// API request for nothing.)
+const UNCLAIMED_EVERY: Duration = Duration::from_secs(600);
+
 /// Tokens of leases left to expire by a deletion, until when.
 #[derive(Default)]
 pub struct Orphans(Mutex<HashMap<String, jiff::Timestamp>>);
@@ -89,15 +94,23 @@ pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch
     if listed.wait_for(|listed| *listed).await.is_err() {
         return;
     }
-    let started = Instant::now();
+    // An operator that watches some namespaces only cannot tell another install's tokens (kept
+    // in the same Secret) from abandoned ones: it never looks at unclaimed tokens.
+    let mut unclaimed_due = ctx
+        .settings
+        .watch_namespaces
+        .is_empty()
+        .then(|| Instant::now() + UNCLAIMED_AFTER);
     let mut tick = tokio::time::interval(SWEEP);
     loop {
         tick.tick().await;
         match referenced(&store, &ctx.orphans) {
             Some(tokens) => {
-                // An operator that watches some namespaces only cannot tell another install's
-                // tokens (kept in the same Secret) from abandoned ones.
-                let unclaimed = ctx.settings.watch_namespaces.is_empty() && started.elapsed() >= UNCLAIMED_AFTER;
+                let now = Instant::now();
+                let unclaimed = unclaimed_due.is_some_and(|due| now >= due);
+                if unclaimed {
+                    unclaimed_due = Some(now + UNCLAIMED_EVERY);
+                }
                 let connection = |address: &str, namespace| connection(&ctx.settings, address, namespace);
                 ctx.vault
                     .release_unreferenced(&tokens, GRACE, unclaimed, connection)
@@ -110,8 +123,11 @@ pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch
 
 /// Where to revoke a token kept for `address` and `namespace`: with the operator's CA at its
 /// default address, the system roots elsewhere (a CA from a VaultSecret's Secret is not kept).
+/// `None` (the token is only forgotten) for an address the administrator does not allow: the
+/// kept value is no reason to contact any other server.
 fn connection(settings: &Settings, address: &str, namespace: Option<String>) -> Option<Connection> {
     let address = parse_address(address).ok()?;
+    trust::check_address(&address, settings).ok()?;
     let default = settings
         .vault_address
         .as_ref()

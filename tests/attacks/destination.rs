@@ -48,3 +48,45 @@ async fn the_operators_own_secrets_cannot_be_taken_over() {
     assert_eq!(after.metadata.resource_version, key.metadata.resource_version);
     t.delete_vs(&name).await;
 }
+
+/// A kept value names the address its token is revoked at; an address the administrator does not
+/// allow is not contacted even so: the token is only forgotten.
+#[tokio::test]
+async fn a_kept_token_for_a_foreign_address_is_forgotten_without_contacting_it() {
+    let t = TestNs::fixed_in(op(), OPERATOR_NS).await;
+    let key = format!("planted-{}", rand_suffix());
+    let value = json!({"v": 1, "address": crate::foreign().url(), "token": "planted-token"}).to_string();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let patch = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "vaultsync-lease-tokens"},
+        "data": {&key: b64(&value)},
+    });
+    let secrets: Api<Secret> = Api::namespaced(t.client.clone(), OPERATOR_NS);
+    let apply = kube::api::PatchParams::apply("tests-planted");
+    secrets
+        .patch("vaultsync-lease-tokens", &apply, &kube::api::Patch::Apply(&patch))
+        .await
+        .expect("plant a kept token");
+    crate::common::restart_operator().await;
+    crate::common::within_for(
+        std::time::Duration::from_secs(120),
+        "the planted token to be dropped",
+        async {
+            loop {
+                let secret = secrets.get("vaultsync-lease-tokens").await.expect("get Secret");
+                if !secret.data.unwrap_or_default().contains_key(&key) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        crate::foreign().connections(),
+        0,
+        "the foreign address was contacted: {:?}",
+        crate::foreign().request_lines()
+    );
+}

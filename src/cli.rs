@@ -148,6 +148,15 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
+    /// The flags as `vaultsync run` has them when none is given (environment variables aside).
+    #[cfg(test)]
+    pub(crate) fn defaults() -> RunArgs {
+        match Cli::parse_from(["vaultsync", "run"]).command {
+            Command::Run(args) => *args,
+            _ => unreachable!("parsed `run`"),
+        }
+    }
+
     /// Checks every flag and splits them into controller settings and serving options.
     pub fn into_settings(self) -> anyhow::Result<(Settings, ServeArgs)> {
         let RunArgs {

@@ -95,31 +95,12 @@ pub struct Settings {
 
 #[cfg(test)]
 impl Settings {
-    /// Safe defaults for unit tests, as `vaultsync run` would have them without flags.
+    /// What `vaultsync run` has without flags, for unit tests.
     pub(crate) fn for_tests() -> Settings {
-        Settings {
-            vault_address: None,
-            vault_ca_pem: None,
-            vault_token: None,
-            default_identity_namespaces: Vec::new(),
-            default_identity_leases_namespaces: Vec::new(),
-            allowed_vault_addresses: Vec::new(),
-            allowed_token_audiences: vec!["vault".into()],
-            max_token_expiration: Duration::from_secs(600),
-            vault_timeout: Duration::from_secs(10),
-            backoff: Backoff {
-                base: Duration::from_secs(2),
-                max: Duration::from_secs(300),
-            },
-            concurrency: 32,
-            namespace: "vaultsync-system".into(),
-            hash_key_secret: "vaultsync-hash-key".into(),
-            instance: None,
-            rollout_debounce: Duration::from_secs(5),
-            allow_templates: true,
-            default_refresh: Duration::from_secs(3600),
-            watch_namespaces: Vec::new(),
-        }
+        crate::cli::RunArgs::defaults()
+            .into_settings()
+            .expect("the defaults are valid")
+            .0
     }
 }
 

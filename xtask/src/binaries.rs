@@ -1,12 +1,12 @@
 //! Building and caching the binaries of the environment, outside the repository.
 //!
-//! Layout: `CACHE/k8s-v1.34.4/{kube-apiserver,kube-controller-manager,kubectl}`,
+//! Layout: `CACHE/k8s-v1.34.4/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet}`,
 //! `CACHE/etcd-v3.6.16/etcd`, `CACHE/openbao-2.7.2/bao`. Each directory is built in a temporary
 //! sibling and renamed into place, under an exclusive lock on `CACHE/.lock`, so a directory that
 //! exists is complete.
 //!
-//! PostgreSQL is the exception: Debian's `postgresql-15`, installed system-wide with apt-get (as
-//! root) into `/usr/lib/postgresql/15/bin`.
+//! Debian's packages are the exception: `postgresql-15` (into `/usr/lib/postgresql/15/bin`) and
+//! the node's containerd, runc and CNI plugins, installed system-wide with apt-get (as root).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
@@ -28,7 +28,13 @@ pub const OPENBAO_VERSION: &str = "2.7.2";
 /// PostgreSQL major version installed from Debian's packages.
 pub const POSTGRES_VERSION: &str = "15";
 
-const K8S_COMMANDS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kubectl"];
+const K8S_COMMANDS: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+];
 
 /// Paths of the cached binaries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +43,12 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     /// `kube-controller-manager`.
     pub kube_controller_manager: PathBuf,
+    /// `kube-scheduler` (for a node).
+    pub kube_scheduler: PathBuf,
     /// `kubectl`.
     pub kubectl: PathBuf,
+    /// `kubelet` (for a node).
+    pub kubelet: PathBuf,
     /// `etcd`.
     pub etcd: PathBuf,
     /// `bao` (OpenBao server and CLI).
@@ -62,7 +72,9 @@ impl Binaries {
         Binaries {
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
+            kube_scheduler: k8s.join("kube-scheduler"),
             kubectl: k8s.join("kubectl"),
+            kubelet: k8s.join("kubelet"),
             etcd: cache.join(format!("etcd-v{ETCD_VERSION}")).join("etcd"),
             bao: cache.join(format!("openbao-{OPENBAO_VERSION}")).join("bao"),
             postgres: postgres.join("postgres"),
@@ -80,11 +92,13 @@ impl Binaries {
             .collect()
     }
 
-    fn all(&self) -> [&Path; 9] {
+    fn all(&self) -> [&Path; 11] {
         [
             &self.kube_apiserver,
             &self.kube_controller_manager,
+            &self.kube_scheduler,
             &self.kubectl,
+            &self.kubelet,
             &self.etcd,
             &self.bao,
             &self.postgres,
@@ -102,17 +116,24 @@ impl Binaries {
     pub fn ensure() -> Result<Binaries> {
         let cache = cache_dir()?;
         let bins = Binaries::in_cache(&cache);
-        if bins.all().iter().all(|path| path.is_file()) {
+        let debian = DEBIAN_PACKAGES.iter().all(|(_, file)| Path::new(file).exists());
+        if debian && bins.all().iter().all(|path| path.is_file()) {
             return Ok(bins);
         }
         fs::create_dir_all(&cache).with_context(|| format!("creating cache {}", cache.display()))?;
         let _lock = lock(&cache)?;
         // Another process may have finished the work while we waited for the lock.
-        let k8s = [&bins.kube_apiserver, &bins.kube_controller_manager, &bins.kubectl];
+        let k8s = [
+            &bins.kube_apiserver,
+            &bins.kube_controller_manager,
+            &bins.kube_scheduler,
+            &bins.kubectl,
+            &bins.kubelet,
+        ];
         install_dir(&k8s.map(PathBuf::as_path), build_k8s)?;
         install_dir(&[&bins.etcd], build_etcd)?;
         install_dir(&[&bins.bao], install_openbao)?;
-        install_postgres(&bins)?;
+        install_debian_packages(&bins)?;
         Ok(bins)
     }
 }
@@ -187,8 +208,8 @@ fn build_k8s(out: &Path) -> Result<()> {
     let module = workspace_root().join("tests/k8s-bin");
     check_go_mod(&module, &format!("k8s.io/kubernetes v{K8S_VERSION}"))?;
     eprintln!(
-        "building kube-apiserver, kube-controller-manager and kubectl {K8S_VERSION} with Go \
-         (first run only, ~10 min on 2 cores)..."
+        "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kubelet \
+         {K8S_VERSION} with Go (first run only, ~12 min on 2 cores)..."
     );
     // Stamp the version the way Kubernetes' own build does, so /version reports it.
     let (major, minor) = match K8S_VERSION.split('.').collect::<Vec<_>>()[..] {
@@ -255,15 +276,34 @@ fn install_openbao(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Installs Debian's `postgresql-15` unless its binaries exist. Needs root (as on CI).
+/// Debian packages the environment uses, each with a file that shows it is installed: PostgreSQL,
+/// the node's container runtime (containerd, runc, CNI plugins, iptables and conntrack for the
+/// kubelet), busybox for test images and musl's compiler wrapper for the operator image.
+const DEBIAN_PACKAGES: [(&str, &str); 8] = [
+    ("postgresql-15", "/usr/lib/postgresql/15/bin/postgres"),
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("containernetworking-plugins", "/usr/lib/cni/loopback"),
+    ("iptables", "/usr/sbin/iptables"),
+    ("conntrack", "/usr/sbin/conntrack"),
+    ("busybox-static", "/bin/busybox"),
+    ("musl-tools", "/usr/bin/musl-gcc"),
+];
+
+/// Installs the [`DEBIAN_PACKAGES`] that are missing, with apt-get. Needs root (as on CI).
 ///
 /// Must be called with the cache lock held: concurrent apt-get runs fail on apt's own lock.
-fn install_postgres(bins: &Binaries) -> Result<()> {
-    if bins.postgres_files().iter().all(|file| file.is_file()) {
+fn install_debian_packages(bins: &Binaries) -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() && bins.postgres_files().iter().all(|file| file.is_file()) {
         return Ok(());
     }
-    let package = format!("postgresql-{POSTGRES_VERSION}");
-    eprintln!("installing PostgreSQL {POSTGRES_VERSION} with apt-get install {package} (first run only)...");
+    let packages = missing.join(" ");
+    eprintln!("installing Debian packages with apt-get: {packages} (first run only)...");
     let started = Instant::now();
     let apt_get = |args: &[&str]| {
         let mut cmd = Command::new("apt-get");
@@ -272,17 +312,21 @@ fn install_postgres(bins: &Binaries) -> Result<()> {
             .env("NEEDRESTART_MODE", "a");
         cmd
     };
-    let hint = || format!("installing PostgreSQL needs root, or install {package} yourself");
+    let hint = || format!("installing Debian packages needs root, or install them yourself: {packages}");
     run(apt_get(&["update"]), "apt-get update").with_context(hint)?;
-    run(
-        apt_get(&["install", "-y", "--no-install-recommends", &package]),
-        &format!("apt-get install {package}"),
-    )
-    .with_context(hint)?;
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(&missing);
+    run(apt_get(&install), &format!("apt-get install {packages}")).with_context(hint)?;
     if let Some(missing) = bins.postgres_files().into_iter().find(|file| !file.is_file()) {
-        bail!("{package} is installed but {} is missing", missing.display());
+        bail!(
+            "postgresql-{POSTGRES_VERSION} is installed but {} is missing",
+            missing.display()
+        );
     }
-    eprintln!("installed {package} in {:.0?}", started.elapsed());
+    if let Some((package, file)) = DEBIAN_PACKAGES.iter().find(|(_, file)| !Path::new(file).exists()) {
+        bail!("{package} is installed but {file} is missing");
+    }
+    eprintln!("installed {packages} in {:.0?}", started.elapsed());
     Ok(())
 }
 

@@ -13,10 +13,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::kube::{self, APISERVER};
+use crate::node::{self, NodeDirs};
 use crate::openbao::{self, Keys, OPENBAO};
 use crate::postgres;
 use crate::process::Proc;
-use crate::startup::{STOP_ORDER, prepare_dir, start_all, test_dir};
+use crate::startup::{prepare_dir, start_all, stop_all, test_dir};
 use crate::state::{State, write_env_sh};
 
 /// Where and how to start an environment.
@@ -27,6 +28,9 @@ pub struct EnvOptions {
     /// `true`: the processes outlive this process (`cargo xtask env up`), stop them with
     /// [`down_dir`]. `false`: they are killed when this process exits, however it exits.
     pub detached: bool,
+    /// Also start a node (containerd, kube-scheduler, a kubelet) so that pods run; see
+    /// [`crate::node`].
+    pub node: bool,
 }
 
 /// A running environment: etcd, kube-apiserver, kube-controller-manager, OpenBao and PostgreSQL
@@ -67,12 +71,12 @@ impl Env {
     /// KV v2 at `secret/`, KV v1 at `kv1/` and PKI at `pki/` (see [`crate::PKI_ROLE`]), and PostgreSQL accepts connections. Any previous
     /// data in the directory is discarded.
     pub fn up(opts: EnvOptions) -> Result<Env> {
-        let EnvOptions { dir, detached } = opts;
+        let EnvOptions { dir, detached, node } = opts;
         let binaries = Env::ensure_binaries()?;
         let started = Instant::now();
         prepare_dir(&dir)?;
         let dir = dir.canonicalize()?;
-        let env = start_all(&dir, &binaries, detached).and_then(|(state, procs)| {
+        let env = start_all(&dir, &binaries, detached, node).and_then(|(state, procs)| {
             let env = Env::new(&dir, state, procs)?;
             env.state.save(&dir)?;
             write_env_sh(&dir, &env.shell_vars(), &env.bin_path)?;
@@ -124,15 +128,44 @@ impl Env {
     ///
     /// # Panics
     /// When the environment cannot be started or attached to (this is a test helper).
-    #[allow(clippy::panic)]
     pub fn shared() -> &'static Env {
         static SHARED: OnceLock<Result<Env, String>> = OnceLock::new();
-        let env = SHARED.get_or_init(|| {
+        Env::shared_in(&SHARED, false)
+    }
+
+    /// Like [`Env::shared`], with a node, for test binaries whose pods must run. An attached
+    /// environment's containers and mounts are removed when the test process exits normally (and
+    /// by the next test process otherwise).
+    ///
+    /// # Panics
+    /// When the environment cannot be started or attached to, or the one attached to has no node.
+    pub fn shared_with_node() -> &'static Env {
+        static SHARED: OnceLock<Result<Env, String>> = OnceLock::new();
+        Env::shared_in(&SHARED, true)
+    }
+
+    #[allow(clippy::panic)]
+    fn shared_in(cell: &'static OnceLock<Result<Env, String>>, node: bool) -> &'static Env {
+        let env = cell.get_or_init(|| {
             let result = match std::env::var_os("VAULTSYNC_ENV_DIR").filter(|d| !d.is_empty()) {
-                Some(dir) => Env::load(Path::new(&dir)),
+                Some(dir) => Env::load(Path::new(&dir)).and_then(|env| {
+                    if node && !env.state.node {
+                        bail!(
+                            "the environment in {} has no node; start one with `cargo xtask env up`",
+                            env.dir.display()
+                        );
+                    }
+                    Ok(env)
+                }),
                 None => Env::up(EnvOptions {
                     dir: test_dir(),
                     detached: false,
+                    node,
+                })
+                .inspect(|env| {
+                    if node {
+                        teardown_node_at_exit(&env.dir);
+                    }
                 }),
             };
             result.map_err(|err| format!("{err:#}"))
@@ -141,6 +174,41 @@ impl Env {
             Ok(env) => env,
             Err(err) => panic!("the vaultsync test environment is unavailable: {err}"),
         }
+    }
+
+    /// Whether this environment has a node.
+    pub fn has_node(&self) -> bool {
+        self.state.node
+    }
+
+    /// Imports an image archive into the node's containerd.
+    pub fn import_image(&self, archive: &Path) -> Result<()> {
+        node::import(&self.dir, archive)
+    }
+
+    /// The log of `container` in the pod `namespace/pod` (all its restarts, in order), as the
+    /// kubelet writes it (CRI format: `TIME STREAM FLAG text` per line); empty until it exists.
+    /// `kubectl logs` does not work here: the node has no address the API server could reach.
+    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
+        let prefix = format!("{namespace}_{pod}_");
+        let Ok(entries) = fs::read_dir(NodeDirs::at(&self.dir).pod_logs()) else {
+            return String::new();
+        };
+        let mut text = String::new();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let Ok(files) = fs::read_dir(entry.path().join(container)) else {
+                continue;
+            };
+            let mut files: Vec<_> = files.flatten().map(|f| f.path()).collect();
+            files.sort_by_key(|path| restart_number(path));
+            for file in files {
+                text.push_str(&fs::read_to_string(file).unwrap_or_default());
+            }
+        }
+        text
     }
 
     /// Stops the OpenBao server and waits for it to exit. Its data stays on disk.
@@ -207,16 +275,10 @@ impl Env {
         fs::read_to_string(Pki::at(&self.dir).ca_cert()).unwrap_or_default()
     }
 
-    /// Stops every process of the environment and waits for them to exit.
+    /// Stops every process of the environment and waits for them to exit; removes the node's
+    /// containers and mounts.
     pub fn down(self) -> Result<()> {
-        let mut first_error = None;
-        for name in STOP_ORDER {
-            if let Err(err) = self.stop(name) {
-                eprintln!("stopping {name}: {err:#}");
-                first_error.get_or_insert(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        stop_all(&self.dir, |name| self.stop(name))
     }
 
     fn new(dir: &Path, state: State, procs: HashMap<&'static str, Proc>) -> Result<Env> {
@@ -265,14 +327,31 @@ impl Env {
     }
 }
 
-/// Stops an environment started detached in `dir` (processes found through `DIR/pids`).
+/// Stops an environment started detached in `dir` (processes found through `DIR/pids`), and
+/// removes its node's containers and mounts.
 pub fn down_dir(dir: &Path) -> Result<()> {
-    let mut first_error = None;
-    for name in STOP_ORDER {
-        if let Err(err) = Proc::stop_recorded(dir, name) {
-            eprintln!("stopping {name}: {err:#}");
-            first_error.get_or_insert(err);
+    stop_all(dir, |name| Proc::stop_recorded(dir, name))
+}
+
+/// `N` of a kubelet log file `N.log` (the container's restart count).
+fn restart_number(path: &Path) -> u32 {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Removes the node's containers and mounts in `dir` when this process exits normally (its
+/// containerd and kubelet die with it, but not their containers).
+fn teardown_node_at_exit(dir: &Path) {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn teardown() {
+        if let Some(dir) = DIR.get() {
+            let _ = node::teardown(dir);
         }
     }
-    first_error.map_or(Ok(()), Err)
+    if DIR.set(dir.to_path_buf()).is_ok() {
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(teardown) };
+    }
 }

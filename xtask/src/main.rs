@@ -25,6 +25,9 @@ enum Task {
     Env(EnvTask),
     /// Show a VaultSecret syncing an OpenBao KV secret into a Secret on a local environment.
     Demo(DemoArgs),
+    /// Build the operator's container image as an OCI archive (target/images/vaultsync.oci.tar),
+    /// offline: a static musl binary, non-root, no shell.
+    Image,
     /// Run the scale benchmark (issue 7) on a fresh environment and write docs/benchmarks.md.
     Bench(xtask::bench::BenchArgs),
     /// Install the components if needed, then run every test (`cargo test --workspace`).
@@ -45,9 +48,18 @@ struct DemoArgs {
 #[derive(Debug, Subcommand)]
 enum EnvTask {
     /// Start the environment and write DIR/env.sh.
-    Up(DirArg),
+    Up(UpArgs),
     /// Stop the environment started in DIR.
     Down(DirArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Start no node (containerd, kube-scheduler, kubelet): pods stay Pending, start-up is faster.
+    #[arg(long)]
+    no_node: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,7 +89,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Task::Install => install(),
-        Task::Env(EnvTask::Up(dir)) => env_up(&dir.dir()),
+        Task::Env(EnvTask::Up(args)) => env_up(&args.dir.dir(), !args.no_node),
         Task::Env(EnvTask::Down(dir)) => env_down(&dir.dir()),
         Task::Demo(args) => {
             let dir = args
@@ -85,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|| xtask::workspace_root().join("target/vaultsync-demo"));
             xtask::demo::run(&dir)
         }
+        Task::Image => image(),
         Task::Bench(args) => xtask::bench::run(&args),
         Task::Test { args } => test(&args),
     }
@@ -120,10 +133,24 @@ fn install() -> Result<()> {
     Ok(())
 }
 
-fn env_up(dir: &Path) -> Result<()> {
+fn image() -> Result<()> {
+    let archive = xtask::image::operator()?;
+    println!("{}", archive.path.display());
+    println!("image:  {} ({})", archive.reference, archive.written.manifest_digest);
+    println!(
+        "size:   {:.1} MiB uncompressed ({} bytes)",
+        archive.written.layer_size as f64 / 1_048_576.0,
+        archive.written.layer_size
+    );
+    println!("load it: ctr -n k8s.io images import FILE | docker load -i FILE | kind load image-archive FILE");
+    Ok(())
+}
+
+fn env_up(dir: &Path, node: bool) -> Result<()> {
     let env = Env::up(EnvOptions {
         dir: dir.to_path_buf(),
         detached: true,
+        node,
     })?;
     println!("API server: {}", env.api_server_url());
     println!("OpenBao:    {}", env.vault_addr);

@@ -12,17 +12,46 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::kube::{self, APISERVER, CONTROLLER_MANAGER, ETCD, KubePorts};
+use crate::node::{self, CONTAINERD, KUBELET, NodePorts, SCHEDULER};
 use crate::openbao::{self, OPENBAO};
 use crate::postgres::{self, POSTGRES};
 use crate::process::{Proc, reserve_port};
 use crate::state::State;
 
-/// Every process of an environment, in the order they are stopped (OpenBao, PostgreSQL's
-/// client, before PostgreSQL).
-pub(crate) const STOP_ORDER: [&str; 5] = [CONTROLLER_MANAGER, APISERVER, ETCD, OPENBAO, POSTGRES];
+/// Every process of an environment, in the order they are stopped: the node's first (its pods use
+/// the rest), OpenBao, PostgreSQL's client, before PostgreSQL.
+pub(crate) const STOP_ORDER: [&str; 8] = [
+    KUBELET,
+    SCHEDULER,
+    CONTAINERD,
+    CONTROLLER_MANAGER,
+    APISERVER,
+    ETCD,
+    OPENBAO,
+    POSTGRES,
+];
+
+/// Stops every process of the environment in `dir` with `stop`, in [`STOP_ORDER`], and removes
+/// the node's containers and mounts once its kubelet is gone. Stops all it can; returns the first
+/// error.
+pub(crate) fn stop_all(dir: &Path, mut stop: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
+    let mut first_error = None;
+    for name in STOP_ORDER {
+        let mut result = stop(name);
+        if name == CONTAINERD {
+            result = result.and(node::teardown(dir));
+        }
+        if let Err(err) = result {
+            eprintln!("stopping {name}: {err:#}");
+            first_error.get_or_insert(err);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
 
 /// Files and directories of an environment directory; only these are removed before a start.
-const ENV_ENTRIES: [&str; 11] = [
+const ENV_ENTRIES: [&str; 12] = [
+    "node",
     "etcd",
     "openbao",
     "postgres",
@@ -45,6 +74,7 @@ pub(crate) fn start_all(
     dir: &Path,
     binaries: &Binaries,
     detached: bool,
+    with_node: bool,
 ) -> Result<(State, HashMap<&'static str, Proc>)> {
     // Hold all listeners until every port is chosen, so the ports differ.
     let mut held = Vec::new();
@@ -62,6 +92,11 @@ pub(crate) fn start_all(
     let openbao_port = port()?;
     let openbao_cluster_port = port()?;
     let postgres_port = port()?;
+    let node_ports = NodePorts {
+        scheduler: port()?,
+        kubelet: port()?,
+        kubelet_healthz: port()?,
+    };
     drop(held);
 
     let api_server_url = format!("https://127.0.0.1:{}", ports.apiserver);
@@ -112,19 +147,26 @@ pub(crate) fn start_all(
             return Err(errors.fold(first, |err, also| err.context(format!("also, {also:#}"))));
         }
     };
-    let procs = HashMap::from([
+    let mut procs = HashMap::from([
         (ETCD, etcd),
         (APISERVER, apiserver),
         (CONTROLLER_MANAGER, kcm),
         (OPENBAO, bao),
         (POSTGRES, pg),
     ]);
+    if with_node {
+        // After the control plane: the kubelet registers the node with the API server.
+        let [containerd, scheduler, kubelet] =
+            node::start(dir, binaries, node_ports, &kubeconfig, detached).context("the node failed")?;
+        procs.extend([(CONTAINERD, containerd), (SCHEDULER, scheduler), (KUBELET, kubelet)]);
+    }
     let state = State {
         api_server_url,
         openbao_port,
         postgres_port,
         postgres_dir,
         detached,
+        node: with_node,
         binaries: binaries.clone(),
     };
     Ok((state, procs))
@@ -172,6 +214,8 @@ pub(crate) fn test_dir() -> PathBuf {
             };
             if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
                 let _ = postgres::remove_leftovers(&entry.path());
+                // Its node's containers outlive it (their shims are containerd's, not its children).
+                let _ = node::teardown(&entry.path());
                 let _ = fs::remove_dir_all(entry.path());
             }
         }

@@ -19,6 +19,9 @@ pub(crate) struct State {
     /// The PostgreSQL server's directory (data and superuser password).
     pub postgres_dir: PathBuf,
     pub detached: bool,
+    /// Whether the environment has a node (containerd, kube-scheduler, kubelet).
+    #[serde(default)]
+    pub node: bool,
     pub binaries: Binaries,
 }
 

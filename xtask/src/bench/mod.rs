@@ -115,6 +115,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let env = Env::up(EnvOptions {
             dir: dir.clone(),
             detached: false,
+            node: false,
         })?;
         let result = runtime.block_on(run_size(&env, args, n, &root, &command));
         let down = env.down();

@@ -1,0 +1,192 @@
+//! Installing the operator on the environment's node as users do: its image imported, and a
+//! shipped kustomization of `config/` applied through an overlay that only points it at this
+//! environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::Env;
+use crate::binaries::workspace_root;
+use crate::image;
+
+/// What [`install`] set up.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The overlay directory (its `kustomization.yaml` shows what differs from the shipped files).
+    pub overlay: PathBuf,
+    /// The namespace the operator runs in.
+    pub namespace: String,
+    /// The operator's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), `http://127.0.0.1:PORT`.
+    pub http: String,
+}
+
+/// The overlay's `kustomization.yaml`: `config/<base>` as shipped, with the image imported here,
+/// and — because pods on this node use the host's network — OpenBao's and the API server's
+/// loopback addresses, a free loopback port for the operator's HTTP endpoints and probes of that
+/// address (the kubelet would probe the node's own address, which is not loopback, and nothing
+/// here may send traffic beyond loopback). One node with host networking holds one replica per
+/// port, so the overlay runs one.
+pub fn overlay(env: &Env, overlay_dir: &Path, base: &str, namespace: &str, http_port: u16) -> Result<String> {
+    let api = env.api_server_url();
+    let api_port = api.rsplit(':').next().context("the API server URL has no port")?;
+    // kustomize takes only relative paths to other kustomizations.
+    let config = relative(overlay_dir, &workspace_root().join("config").join(base));
+    Ok(format!(
+        r#"# config/{base} as shipped, pointed at the local environment (pods use hostNetwork here).
+resources: ["{config}"]
+namespace: {namespace}
+images: [{{name: vaultsync, newName: vaultsync, newTag: dev}}]
+patches:
+  # Host networking is outside every Pod Security level but `privileged`; the shipped namespace
+  # enforces `restricted`, which the shipped pod template meets (tests/cluster checks it).
+  - target: {{kind: Namespace}}
+    patch: |-
+      apiVersion: v1
+      kind: Namespace
+      metadata:
+        name: any
+        labels: {{pod-security.kubernetes.io/enforce: privileged}}
+  - target: {{kind: Deployment, name: vaultsync}}
+    patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {{name: vaultsync}}
+      spec:
+        replicas: 1
+        template:
+          spec:
+            hostNetwork: true
+            containers:
+              - name: vaultsync
+                # The kubelet probes the pod's IP, which is the node's (not loopback) here.
+                livenessProbe: {{httpGet: {{host: 127.0.0.1}}}}
+                readinessProbe: {{httpGet: {{host: 127.0.0.1}}}}
+                env:
+                  - {{name: VAULTSYNC_VAULT_ADDRESS, value: "{vault}"}}
+                  - {{name: VAULTSYNC_METRICS_ADDRESS, value: "127.0.0.1:{http_port}"}}
+                  - {{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}
+                  - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
+  - target: {{kind: Deployment, name: vaultsync}}
+    patch: |-
+      - {{op: replace, path: /spec/template/spec/containers/0/ports/0/containerPort, value: {http_port}}}
+"#,
+        config = config.display(),
+        vault = env.vault_addr,
+    ))
+}
+
+/// Imports the operator image (built by [`image::operator`]) into the node, applies the overlay
+/// of `config/<base>` in `namespace` and waits until the operator's Deployment has rolled out.
+pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str) -> Result<Installed> {
+    env.import_image(&archive.path)?;
+    let http_port = free_port()?;
+    let overlay = env.dir.join(format!("overlay-{base}"));
+    fs::create_dir_all(&overlay)?;
+    let kustomization = self::overlay(env, &overlay.canonicalize()?, base, namespace, http_port)?;
+    fs::write(overlay.join("kustomization.yaml"), kustomization)?;
+    kubectl_ok(env.kubectl().arg("apply").arg("-k").arg(&overlay), "kubectl apply -k")?;
+    let rollout = env
+        .kubectl()
+        .args([
+            "rollout",
+            "status",
+            "deployment/vaultsync",
+            "--timeout=180s",
+            "-n",
+            namespace,
+        ])
+        .output()?;
+    if !rollout.status.success() {
+        bail!(
+            "the operator did not roll out in {namespace}: {}\n{}",
+            String::from_utf8_lossy(&rollout.stderr).trim(),
+            diagnose(env, namespace)
+        );
+    }
+    Ok(Installed {
+        overlay,
+        namespace: namespace.to_owned(),
+        http: format!("http://127.0.0.1:{http_port}"),
+    })
+}
+
+/// The pods of `namespace` and the tail of each one's operator log, for failure messages.
+pub fn diagnose(env: &Env, namespace: &str) -> String {
+    let pods = env
+        .kubectl()
+        .args([
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for pod in pods.split_whitespace() {
+        let log = env.container_log(namespace, pod, "vaultsync");
+        let lines: Vec<&str> = log.lines().collect();
+        text.push_str(&format!(
+            "--- {pod}, last lines of its log:\n{}\n",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        ));
+    }
+    let described = env
+        .kubectl()
+        .args(["get", "pods,events", "-n", namespace])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    format!("{described}\n{text}")
+}
+
+/// The path of `to` relative to the directory `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    to[common..].iter().for_each(|part| path.push(part));
+    path
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn kubectl_ok(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_to_the_common_ancestor() {
+        assert_eq!(
+            relative(Path::new("/tmp/env/overlay"), Path::new("/work/main/config/default")),
+            Path::new("../../../work/main/config/default")
+        );
+        assert_eq!(
+            relative(
+                Path::new("/work/main/target/env/o"),
+                Path::new("/work/main/config/default")
+            ),
+            Path::new("../../../config/default")
+        );
+    }
+}

@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod database;
 mod install;
 mod pods;
 mod workloads;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use common::{Bao, OPERATOR_NS, Operator, kubectl_apply};
 use xtask::Env;
 use xtask::deploy;
-use xtask::image::{self, BUSYBOX_IMAGE};
+use xtask::image::{self, TOOLS_IMAGE};
 
 /// The environment with a node, the images imported and the operator running as a pod from
 /// `config/default`; OpenBao's Kubernetes auth configured.
@@ -29,8 +30,8 @@ fn cluster() -> &'static Operator {
     static CLUSTER: OnceLock<Operator> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let env = Env::shared_with_node();
-        let busybox = image::busybox(&env.dir).expect("build the busybox image");
-        env.import_image(&busybox.path).expect("import the busybox image");
+        let tools = image::tools(&env.dir).expect("build the tools image");
+        env.import_image(&tools.path).expect("import the tools image");
         let operator = image::operator().expect("build the operator image");
         eprintln!(
             "operator image: {} bytes uncompressed, {}",
@@ -53,9 +54,9 @@ fn apply(env: &Env, yaml: &str, what: &str) {
     kubectl_apply(env, yaml, what);
 }
 
-/// The busybox image test workloads run.
-fn busybox() -> &'static str {
-    BUSYBOX_IMAGE.trim_start_matches("docker.io/library/")
+/// The image test workloads run (busybox and psql).
+fn tools_image() -> &'static str {
+    TOOLS_IMAGE.trim_start_matches("docker.io/library/")
 }
 
 /// Generous bound for pods: scheduling, sandbox and container start on a busy machine.

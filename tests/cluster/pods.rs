@@ -3,13 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::TestNs;
-use crate::{POD_TIMEOUT, busybox};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::wait::await_condition;
 
-/// A Deployment `ns/name` of one busybox pod (host network, the image imported, never pulled)
+use crate::common::{TestNs, within_for};
+use crate::{POD_TIMEOUT, tools_image};
+
+/// A Deployment `ns/name` of one pod of the tools image (host network, the image imported, never pulled)
 /// running `script` with `sh -c`; `container_extra` and `pod_extra` are YAML lines added to the
 /// container and the pod spec (envFrom, volumeMounts; volumes).
-pub fn busybox_deployment(ns: &str, name: &str, script: &str, container_extra: &str, pod_extra: &str) -> String {
+pub fn tools_deployment(ns: &str, name: &str, script: &str, container_extra: &str, pod_extra: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
@@ -31,11 +34,26 @@ spec:
 {container_extra}
 {pod_extra}
 "#,
-        image = busybox(),
+        image = tools_image(),
     )
 }
 
 impl TestNs {
+    /// Waits up to `limit` until Secret `name` exists and satisfies `cond`.
+    pub async fn wait_secret_for(
+        &self,
+        limit: Duration,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Secret) -> bool,
+    ) -> Secret {
+        let condition = move |s: Option<&Secret>| s.is_some_and(&cond);
+        within_for(limit, what, await_condition(self.secrets(), name, condition))
+            .await
+            .expect("watch Secret")
+            .expect("Secret exists")
+    }
+
     /// Names of the running pods with label `app=<app>`.
     pub fn pods(&self, app: &str) -> Vec<String> {
         let out = self.kubectl(&[

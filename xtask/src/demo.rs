@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::image::{self, BUSYBOX_IMAGE};
+use crate::image::{self, TOOLS_IMAGE};
 use crate::{Env, EnvOptions, deploy};
 
 /// The application's namespace, ServiceAccount, Vault role and Deployment.
@@ -72,7 +72,7 @@ spec:
           command: ["/bin/sh", "-c", 'echo "password=$password"; sleep 100000']
           envFrom: [{{secretRef: {{name: shop-config}}}}]
 "#,
-        image = BUSYBOX_IMAGE.trim_start_matches("docker.io/library/"),
+        image = TOOLS_IMAGE.trim_start_matches("docker.io/library/"),
     )
 }
 
@@ -101,8 +101,8 @@ pub fn run(dir: &Path) -> Result<()> {
 
 fn demo(env: &Env, operator: &image::Archive) -> Result<()> {
     step("installing vaultsync: kubectl apply -k config/default, through this overlay");
-    let busybox = image::busybox(&env.dir)?;
-    env.import_image(&busybox.path)?;
+    let tools = image::tools(&env.dir)?;
+    env.import_image(&tools.path)?;
     let installed = deploy::install(env, operator, "default", "vaultsync-system")?;
     println!(
         "{}",

@@ -252,14 +252,16 @@ fn ctr(dir: &Path) -> Command {
     cmd
 }
 
-/// Kills and deletes every container the node's runc knows (whether or not containerd still runs),
-/// stops containerd's shims for this environment and unmounts whatever is still mounted under `dir`.
-/// Call after the kubelet has stopped and before or after containerd has; idempotent.
+/// Removes everything the node left: stops its kubelet, scheduler and containerd if they still
+/// run (at the exit of a test process they do, and would start the containers again), kills and
+/// deletes every container with runc, kills the shims and any other process that names the node's
+/// directory, and unmounts whatever is still mounted under `dir`. Idempotent.
 pub(crate) fn teardown(dir: &Path) -> Result<()> {
     let dirs = NodeDirs::at(dir);
     if !dirs.root.exists() {
         return Ok(());
     }
+    kill_naming(&dirs.root, |argv0| !argv0.ends_with(b"containerd-shim-runc-v2"));
     let runc_root = dirs.runc_root().join(K8S_NAMESPACE);
     if runc_root.is_dir() {
         let mut list = Command::new(RUNC_BIN);
@@ -271,28 +273,42 @@ pub(crate) fn teardown(dir: &Path) -> Result<()> {
             let _ = run(delete, &format!("runc delete {id}"));
         }
     }
-    kill_shims(&dirs.socket());
+    kill_naming(&dirs.root, |_| true);
     unmount_under(dir)
 }
 
-/// SIGKILLs the `containerd-shim-runc-v2` processes started for the containerd at `socket`.
-fn kill_shims(socket: &Path) {
+/// SIGKILLs every process (but this one) one of whose arguments contains the path `root`, and
+/// whose program `pick` accepts; waits briefly until they are gone.
+fn kill_naming(root: &Path, pick: impl Fn(&[u8]) -> bool) {
+    let root = root.as_os_str().as_bytes();
+    let me = std::process::id().to_string();
     let Ok(entries) = fs::read_dir("/proc") else { return };
-    let socket = socket.as_os_str().as_bytes();
+    let mut killed = Vec::new();
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+        let name = entry.file_name();
+        let Ok(pid) = name.to_string_lossy().parse::<i32>() else { continue };
+        if name.to_string_lossy() == me {
             continue;
-        };
+        }
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let mut args = cmdline.split(|&b| b == 0);
-        let is_shim = args
-            .next()
-            .is_some_and(|argv0| argv0.ends_with(b"containerd-shim-runc-v2"));
-        if is_shim && args.any(|arg| arg == socket) {
+        let argv0 = args.next().unwrap_or_default();
+        if pick(argv0) && args.any(|arg| arg.windows(root.len()).any(|w| w == root)) {
             // SAFETY: kill has no memory effects.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed.push(pid);
         }
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && killed.iter().any(|pid| running(*pid)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
 }
 
 /// Unmounts every mount point under `dir`, deepest first (lazily: a busy mount goes when freed).

@@ -1,6 +1,6 @@
 //! The container images of the project, built offline as OCI archives ([`oci`]): the operator's
 //! (`cargo xtask image`), and the small ones the local node needs — the pod sandbox's `pause`
-//! and a busybox shell for test workloads.
+//! and the test workloads' busybox shell with `psql`.
 
 pub mod oci;
 
@@ -18,8 +18,8 @@ use oci::{Entry, Image, Run};
 pub const OPERATOR_IMAGE: &str = "docker.io/library/vaultsync:dev";
 /// The pod sandbox image of the local node.
 pub const PAUSE_IMAGE: &str = "docker.io/library/vaultsync-pause:1";
-/// A busybox shell image for test workloads (`/bin/sh`, `cat`, `sleep`, …).
-pub const BUSYBOX_IMAGE: &str = "docker.io/library/vaultsync-busybox:1";
+/// The test workloads' image: busybox (`/bin/sh`, `cat`, `sleep`, …) and PostgreSQL's `psql`.
+pub const TOOLS_IMAGE: &str = "docker.io/library/vaultsync-tools:1";
 
 /// The Rust target of the operator image's binary: static, so the image needs no libraries.
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -115,22 +115,27 @@ pub(crate) fn pause(dir: &Path) -> Result<PathBuf> {
     write(&image, &out.join("pause.oci.tar")).map(|archive| archive.path)
 }
 
-/// A busybox image (Debian's `busybox-static`) for test workloads, in `DIR/node/images`.
-pub fn busybox(dir: &Path) -> Result<Archive> {
+/// The test workloads' image, in `DIR/node/images`: Debian's `busybox-static` with its applets
+/// in `/bin`, and `psql` with the shared libraries it loads.
+pub fn tools(dir: &Path) -> Result<Archive> {
     let out = dir.join("node/images");
     fs::create_dir_all(&out)?;
     let mut entries = base_entries();
     entries.push(Entry::file("bin/busybox", 0o755, read(Path::new("/bin/busybox"))?));
-    for applet in [
-        "sh", "cat", "echo", "env", "ls", "sleep", "date", "wc", "grep", "sort", "tr",
-    ] {
+    for applet in ["sh", "cat", "echo", "env", "ls", "sleep", "date", "wc", "grep", "sort", "tr"] {
         entries.push(Entry::Symlink {
             path: format!("bin/{applet}"),
             target: "busybox".into(),
         });
     }
+    let psql = Path::new("/usr/lib/postgresql/15/bin/psql");
+    entries.extend(with_libraries(psql)?);
+    entries.push(Entry::Symlink {
+        path: "bin/psql".into(),
+        target: psql.display().to_string(),
+    });
     let image = Image {
-        reference: BUSYBOX_IMAGE.into(),
+        reference: TOOLS_IMAGE.into(),
         entries,
         run: Run {
             cmd: vec!["/bin/sh".into()],
@@ -138,7 +143,31 @@ pub fn busybox(dir: &Path) -> Result<Archive> {
             ..Run::default()
         },
     };
-    write(&image, &out.join("busybox.oci.tar"))
+    write(&image, &out.join("tools.oci.tar"))
+}
+
+/// `program` and every shared library `ldd` says it loads (with the dynamic loader), each at its
+/// own path.
+fn with_libraries(program: &Path) -> Result<Vec<Entry>> {
+    let mut ldd = Command::new("ldd");
+    ldd.arg(program);
+    let listing = run(ldd, &format!("ldd {}", program.display()))?;
+    let mut files = vec![program.to_path_buf()];
+    for line in listing.lines() {
+        // `libpq.so.5 => /lib/x86_64-linux-gnu/libpq.so.5 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
+        let path = line.split("=>").last().unwrap_or_default().trim();
+        let path = path.split(" (").next().unwrap_or_default();
+        if path.starts_with('/') {
+            files.push(PathBuf::from(path));
+        }
+    }
+    files
+        .iter()
+        .map(|file| {
+            let inside = file.strip_prefix("/").unwrap_or(file).display().to_string();
+            Ok(Entry::file(&inside, 0o755, read(file)?))
+        })
+        .collect()
 }
 
 /// The mount points runc needs in every image (a read-only root file system cannot get them).

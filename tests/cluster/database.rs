@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::cluster;
 use crate::common::auth::kubernetes_role;
+use crate::common::pods::tools_deployment;
 use crate::common::{TestNs, db, value};
-use crate::pods::tools_deployment;
 
 /// Logs in every 2 s with the credentials it got through envFrom, saying whether it could.
 fn login_loop(port: &str) -> String {
@@ -38,15 +38,25 @@ async fn a_pod_logs_in_with_the_dynamic_credential_and_with_its_replacement_whil
     let secret = t.secrets().get("app-secrets").await.unwrap();
     let (user1, password1) = (value(&secret, "username").unwrap(), value(&secret, "password").unwrap());
 
-    let port = op.env.postgres_url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
+    let port = op
+        .env
+        .postgres_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let consume = "          envFrom: [{secretRef: {name: app-secrets}}]";
-    crate::apply(
+    crate::common::cluster::apply(
         op.env,
         &tools_deployment(&t.ns, "app", &login_loop(&port), consume, ""),
         "create Deployment app",
     );
     let first = t.wait_one_pod("app", &[]).await;
-    t.wait_printed(&first, &format!("login={user1} ok"), crate::POD_TIMEOUT).await;
+    t.wait_printed(&first, &format!("login={user1} ok"), crate::POD_TIMEOUT)
+        .await;
 
     // The operator rotates before the max TTL; the rollout brings a pod with the new credential.
     let rotated = t
@@ -56,6 +66,7 @@ async fn a_pod_logs_in_with_the_dynamic_credential_and_with_its_replacement_whil
         .await;
     let user2 = value(&rotated, "username").unwrap();
     let second = t.wait_one_pod("app", std::slice::from_ref(&first)).await;
-    t.wait_printed(&second, &format!("login={user2} ok"), crate::POD_TIMEOUT).await;
+    t.wait_printed(&second, &format!("login={user2} ok"), crate::POD_TIMEOUT)
+        .await;
     db::wait_login_refused(bao, &user1, &password1, Duration::from_secs(30)).await;
 }

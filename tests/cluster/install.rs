@@ -113,11 +113,20 @@ fn the_operator_image_holds_the_binary_and_no_shell() {
 async fn the_shipped_pod_template_is_admitted_where_pod_security_enforces_restricted() {
     let op = cluster();
     let t = TestNs::new_in(op, "restricted").await;
-    t.kubectl(&["label", "namespace", &t.ns, "pod-security.kubernetes.io/enforce=restricted"]);
+    t.kubectl(&[
+        "label",
+        "namespace",
+        &t.ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
     t.create_service_account("vaultsync").await;
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default");
     let out = op.env.kubectl().args(["kustomize", config]).output().unwrap();
-    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deployment = serde_yaml::Deserializer::from_slice(&out.stdout)
         .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
         .find(|doc: &serde_json::Value| doc["kind"] == "Deployment")
@@ -142,5 +151,8 @@ async fn the_shipped_pod_template_is_admitted_where_pod_security_enforces_restri
     std::io::Write::write_all(create.stdin.as_mut().unwrap(), pod.to_string().as_bytes()).unwrap();
     let out = create.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.is_empty(), "admitted under restricted: {stderr}");
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "admitted under restricted: {stderr}"
+    );
 }

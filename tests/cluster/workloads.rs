@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::cluster;
 use crate::common::auth::{kubernetes_role, read_policy};
+use crate::common::pods::tools_deployment;
 use crate::common::{TestNs, has_value};
-use crate::pods::tools_deployment;
 
 /// Prints the variable once (it is fixed at container start) and the mounted file every second.
 const PRINT_BOTH: &str = r#"echo "env=$password"; while true; do echo "file=$(cat /secret/password)"; sleep 1; done"#;
@@ -44,7 +44,7 @@ async fn synced(prefix: &str, rollout: bool) -> TestNs {
 async fn a_rotation_with_rollout_replaces_the_pod_once_and_the_new_pod_reads_the_new_value() {
     let t = synced("rollout", true).await;
     let app = tools_deployment(&t.ns, "app", PRINT_BOTH, CONSUME, VOLUME);
-    crate::apply(t.op.env, &app, "create Deployment app");
+    crate::common::cluster::apply(t.op.env, &app, "create Deployment app");
     let first = t.wait_one_pod("app", &[]).await;
     t.wait_printed(&first, "env=first", crate::POD_TIMEOUT).await;
     t.wait_printed(&first, "file=first", crate::POD_TIMEOUT).await;
@@ -66,7 +66,7 @@ async fn a_rotation_with_rollout_replaces_the_pod_once_and_the_new_pod_reads_the
 async fn without_rollout_the_mounted_file_follows_in_place_and_the_pod_stays() {
     let t = synced("volume", false).await;
     let app = tools_deployment(&t.ns, "app", PRINT_BOTH, CONSUME, VOLUME);
-    crate::apply(t.op.env, &app, "create Deployment app");
+    crate::common::cluster::apply(t.op.env, &app, "create Deployment app");
     let pod = t.wait_one_pod("app", &[]).await;
     t.wait_printed(&pod, "file=first", crate::POD_TIMEOUT).await;
 

@@ -6,9 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod auth;
+pub mod cluster;
 pub mod db;
 mod logs;
 mod operator;
+pub mod pods;
 mod restart;
 pub mod tls;
 mod vault;

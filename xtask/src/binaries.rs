@@ -278,8 +278,9 @@ fn install_openbao(out: &Path) -> Result<()> {
 
 /// Debian packages the environment uses, each with a file that shows it is installed: PostgreSQL,
 /// the node's container runtime (containerd, runc, CNI plugins, iptables and conntrack for the
-/// kubelet), busybox for test images and musl's compiler wrapper for the operator image.
-const DEBIAN_PACKAGES: [(&str, &str); 8] = [
+/// kubelet), busybox for test images, musl's compiler wrapper for the operator image, and
+/// Prometheus with `promtool` for the metrics and alert-rule tests.
+const DEBIAN_PACKAGES: [(&str, &str); 9] = [
     ("postgresql-15", "/usr/lib/postgresql/15/bin/postgres"),
     ("containerd", "/usr/bin/containerd"),
     ("runc", "/usr/sbin/runc"),
@@ -288,6 +289,7 @@ const DEBIAN_PACKAGES: [(&str, &str); 8] = [
     ("conntrack", "/usr/sbin/conntrack"),
     ("busybox-static", "/bin/busybox"),
     ("musl-tools", "/usr/bin/musl-gcc"),
+    ("prometheus", "/usr/bin/promtool"),
 ];
 
 /// Installs the [`DEBIAN_PACKAGES`] that are missing, with apt-get. Needs root (as on CI).

@@ -17,6 +17,7 @@ use crate::node::{self, NodeDirs};
 use crate::openbao::{self, Keys, OPENBAO};
 use crate::postgres;
 use crate::process::Proc;
+use crate::prometheus::{self, PROMETHEUS};
 use crate::startup::{prepare_dir, start_all, stop_all, test_dir};
 use crate::state::{State, write_env_sh};
 
@@ -234,6 +235,31 @@ impl Env {
         }
         procs.insert(OPENBAO, proc);
         Ok(())
+    }
+
+    /// Seals OpenBao (`sys/seal`): it answers 503 "Vault is sealed" until [`Env::unseal_openbao`].
+    pub fn seal_openbao(&self) -> Result<()> {
+        let keys = Keys::load(&self.dir)?;
+        openbao::seal(self.state.openbao_port, &keys)
+    }
+
+    /// Unseals OpenBao and waits until it is active again.
+    pub fn unseal_openbao(&self) -> Result<()> {
+        let keys = Keys::load(&self.dir)?;
+        openbao::unseal_running(self.state.openbao_port, &keys)
+    }
+
+    /// Starts Prometheus (Debian's) scraping `/metrics` of `targets` (`HOST:PORT`) as job `job`
+    /// every [`prometheus::SCRAPE_INTERVAL`]; returns its address for [`prometheus::query`]. It
+    /// stops with the environment.
+    pub fn start_prometheus(&self, job: &str, targets: &[String]) -> Result<std::net::SocketAddr> {
+        let mut procs = self.procs()?;
+        if procs.contains_key(PROMETHEUS) {
+            bail!("Prometheus already runs in this environment");
+        }
+        let (proc, addr) = prometheus::start(&self.dir, job, targets, self.state.detached)?;
+        procs.insert(PROMETHEUS, proc);
+        Ok(addr)
     }
 
     /// A `kubectl` command with `KUBECONFIG` set to the admin kubeconfig.

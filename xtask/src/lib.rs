@@ -25,6 +25,7 @@ pub mod node;
 mod openbao;
 mod postgres;
 mod process;
+pub mod prometheus;
 mod spawn;
 mod startup;
 mod state;

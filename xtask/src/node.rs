@@ -286,7 +286,9 @@ fn kill_naming(root: &Path, pick: impl Fn(&[u8]) -> bool) {
     let mut killed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Ok(pid) = name.to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = name.to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if name.to_string_lossy() == me {
             continue;
         }
@@ -307,8 +309,10 @@ fn kill_naming(root: &Path, pick: impl Fn(&[u8]) -> bool) {
 
 /// Whether `pid` exists and is not a zombie.
 fn running(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// Unmounts every mount point under `dir`, deepest first (lazily: a busy mount goes when freed).

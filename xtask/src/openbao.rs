@@ -131,6 +131,32 @@ pub(crate) fn unseal(proc: &mut Proc, port: u16, keys: &Keys) -> Result<()> {
     wait_for_kv2(proc, port, &keys.root_token)
 }
 
+/// Seals the server (`sys/seal` with the root token).
+pub(crate) fn seal(port: u16, keys: &Keys) -> Result<()> {
+    let response = http::request(addr(port), "PUT", "/v1/sys/seal", Some(&keys.root_token), None)?;
+    if response.status != 204 && response.status != 200 {
+        bail!("OpenBao sys/seal answered {}: {}", response.status, response.body);
+    }
+    Ok(())
+}
+
+/// Unseals a server this process did not start, and waits until it is active.
+pub(crate) fn unseal_running(port: u16, keys: &Keys) -> Result<()> {
+    let body = json!({ "key": keys.unseal_key }).to_string();
+    let response = http::request(addr(port), "PUT", "/v1/sys/unseal", None, Some(&body))?;
+    if response.status != 200 {
+        bail!("OpenBao sys/unseal answered {}: {}", response.status, response.body);
+    }
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while http::request(addr(port), "GET", "/v1/sys/health", None, None)?.status != 200 {
+        if std::time::Instant::now() > deadline {
+            bail!("OpenBao did not become active within {READY_TIMEOUT:?} after unsealing");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// Mounts KV v2 at `secret/` and KV v1 at `kv1/`.
 pub(crate) fn mount_kv(proc: &mut Proc, port: u16, token: &str) -> Result<()> {
     for (path, version) in [("secret", "2"), ("kv1", "1")] {

@@ -16,11 +16,13 @@ use crate::node::{self, CONTAINERD, KUBELET, NodePorts, SCHEDULER};
 use crate::openbao::{self, OPENBAO};
 use crate::postgres::{self, POSTGRES};
 use crate::process::{Proc, reserve_port};
+use crate::prometheus::PROMETHEUS;
 use crate::state::State;
 
-/// Every process of an environment, in the order they are stopped: the node's first (its pods use
-/// the rest), OpenBao, PostgreSQL's client, before PostgreSQL.
-pub(crate) const STOP_ORDER: [&str; 8] = [
+/// Every process of an environment, in the order they are stopped: Prometheus (started on demand,
+/// it scrapes the rest), the node's (its pods use the rest), OpenBao, PostgreSQL's client, before PostgreSQL.
+pub(crate) const STOP_ORDER: [&str; 9] = [
+    PROMETHEUS,
     KUBELET,
     SCHEDULER,
     CONTAINERD,
@@ -50,8 +52,9 @@ pub(crate) fn stop_all(dir: &Path, mut stop: impl FnMut(&'static str) -> Result<
 }
 
 /// Files and directories of an environment directory; only these are removed before a start.
-const ENV_ENTRIES: [&str; 12] = [
+const ENV_ENTRIES: [&str; 13] = [
     "node",
+    "prometheus",
     "etcd",
     "openbao",
     "postgres",

@@ -37,6 +37,12 @@ pub struct BenchArgs {
     /// `CARGO_PROFILE_RELEASE_DEBUG=line-tables-only` for source lines.
     #[arg(long)]
     pub heaptrack: bool,
+    /// Run the operator binary of the container image (`cargo xtask image`: static musl,
+    /// stripped) instead of the host's glibc release build. Writes `results-KIND-image.json` and
+    /// prints the table; `docs/benchmarks.md` is left alone (its image figures are written by hand
+    /// beside the generated sections).
+    #[arg(long)]
+    pub image: bool,
 }
 
 /// Which kind of run: the sync (hourly refresh, idle window after) or the refresh cycle.
@@ -113,6 +119,9 @@ pub fn command_line(args: &BenchArgs) -> String {
     );
     if args.interval != "1h" {
         line.push_str(&format!(" --interval {}", args.interval));
+    }
+    if args.image {
+        line.push_str(" --image");
     }
     line
 }

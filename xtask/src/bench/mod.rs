@@ -104,8 +104,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = root.join("target/vaultsync-bench");
     let kind = Kind::of(interval(args)?);
     let command = command_line(args);
-    eprintln!("bench: building the release operator");
-    operator::build(&root)?;
+    let binary = if args.image {
+        eprintln!("bench: building the operator image's binary (static musl)");
+        crate::image::operator()?;
+        root.join(crate::image::STRIPPED_BINARY)
+    } else {
+        eprintln!("bench: building the release operator");
+        operator::build(&root)?;
+        root.join("target/release/vaultsync")
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -117,7 +124,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             detached: false,
             node: false,
         })?;
-        let result = runtime.block_on(run_size(&env, args, n, &root, &command));
+        let result = runtime.block_on(run_size(&env, args, n, &binary, &command));
         let down = env.down();
         let result = result.with_context(|| format!("benchmark with {n} VaultSecrets"))?;
         down?;
@@ -135,7 +142,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     // Rows of earlier runs of the same kind stay, unless this run measured their size again.
-    let json_path = dir.join(format!("results-{}.json", kind.name()));
+    let suffix = if args.image { "-image" } else { "" };
+    let json_path = dir.join(format!("results-{}{suffix}.json", kind.name()));
     let mut rows: Vec<serde_json::Value> = std::fs::read(&json_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -154,12 +162,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .collect();
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&json_path, serde_json::to_string_pretty(&rows)?)?;
+    if args.image {
+        println!("\nwrote {}", json_path.display());
+        return Ok(());
+    }
     markdown::update(&root.join("docs/benchmarks.md"), kind, &kept)?;
     println!("\nwrote {} and docs/benchmarks.md", json_path.display());
     Ok(())
 }
 
-async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path, command: &str) -> Result<SizeResult> {
+async fn run_size(
+    env: &Env,
+    args: &BenchArgs,
+    n: usize,
+    binary: &std::path::Path,
+    command: &str,
+) -> Result<SizeResult> {
     let interval = interval(args)?;
     let namespaces = args.identities.max(1);
     let client = cluster::client(&env.kubeconfig).await?;
@@ -179,7 +197,7 @@ async fn run_size(env: &Env, args: &BenchArgs, n: usize, root: &std::path::Path,
     let log = env.dir.join("logs/vaultsync.log");
     let audit_start = audit.mark()?;
     let profile = args.heaptrack.then(|| env.dir.join(format!("heaptrack-{n}.gz")));
-    let mut op = Operator::start(root, env, &log, profile.as_deref())?;
+    let mut op = Operator::start(binary, env, &log, profile.as_deref())?;
     let cpu_start = op.usage()?.cpu_seconds;
     wait_metrics(&mut op).await?;
     let metrics_start = op.counters()?;

@@ -84,9 +84,9 @@ pub fn build(root: &Path) -> Result<()> {
 }
 
 impl Operator {
-    /// Starts `vaultsync run` with the operator's own token for every namespace and no leader
+    /// Starts `BINARY run` with the operator's own token for every namespace and no leader
     /// election, logging to `log`; under heaptrack when `profile` names its output.
-    pub fn start(root: &Path, env: &Env, log: &Path, profile: Option<&Path>) -> Result<Operator> {
+    pub fn start(binary: &Path, env: &Env, log: &Path, profile: Option<&Path>) -> Result<Operator> {
         let metrics = free_port()?;
         let log = File::create(log)?;
         let (profiler, preload) = match profile {
@@ -96,7 +96,7 @@ impl Operator {
             }
             None => (None, Vec::new()),
         };
-        let child = Command::new(root.join("target/release/vaultsync"))
+        let child = Command::new(binary)
             .arg("run")
             .envs(preload)
             .env("KUBECONFIG", &env.kubeconfig)
@@ -108,7 +108,7 @@ impl Operator {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting target/release/vaultsync")?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         Ok(Operator {
             child,
             metrics,

@@ -26,6 +26,9 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 /// The user the operator image runs as (distroless' `nonroot`, as in the `Dockerfile`).
 pub const USER: &str = "65532:65532";
 
+/// The stripped static binary the operator image holds, relative to the workspace root.
+pub const STRIPPED_BINARY: &str = "target/images/vaultsync";
+
 /// A built image archive.
 #[derive(Debug, Clone)]
 pub struct Archive {
@@ -60,7 +63,7 @@ pub fn operator() -> Result<Archive> {
     run(build, "cargo build --release --target x86_64-unknown-linux-musl")?;
     // Symbols are no use in the image: a stripped copy (the release build keeps them for
     // profiling the benchmark's operator).
-    let binary = root.join("target/images/vaultsync");
+    let binary = root.join(STRIPPED_BINARY);
     fs::create_dir_all(root.join("target/images"))?;
     let mut strip = Command::new("strip");
     strip
@@ -122,7 +125,9 @@ pub fn tools(dir: &Path) -> Result<Archive> {
     fs::create_dir_all(&out)?;
     let mut entries = base_entries();
     entries.push(Entry::file("bin/busybox", 0o755, read(Path::new("/bin/busybox"))?));
-    for applet in ["sh", "cat", "echo", "env", "ls", "sleep", "date", "wc", "grep", "sort", "tr"] {
+    for applet in [
+        "sh", "cat", "echo", "env", "ls", "sleep", "date", "wc", "grep", "sort", "tr",
+    ] {
         entries.push(Entry::Symlink {
             path: format!("bin/{applet}"),
             target: "busybox".into(),

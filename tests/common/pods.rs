@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::wait::await_condition;
 
-use crate::common::{TestNs, within_for};
-use crate::{POD_TIMEOUT, tools_image};
+use super::cluster::{POD_TIMEOUT, tools_image};
+use super::{TestNs, within_for};
 
 /// A Deployment `ns/name` of one pod of the tools image (host network, the image imported, never pulled)
 /// running `script` with `sh -c`; `container_extra` and `pod_extra` are YAML lines added to the

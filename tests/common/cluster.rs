@@ -1,0 +1,49 @@
+//! The environment with a node and the operator running as a pod of its own image, installed from
+//! `config/default` (for the test binaries that need pods: `tests/cluster`, `tests/prometheus`).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use xtask::Env;
+use xtask::deploy;
+use xtask::image::{self, TOOLS_IMAGE};
+
+use super::{Bao, OPERATOR_NS, Operator, kubectl_apply};
+
+/// The environment with a node, the images imported and the operator running as a pod from
+/// `config/default`; OpenBao's Kubernetes auth configured.
+pub fn cluster() -> &'static Operator {
+    static CLUSTER: OnceLock<Operator> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let env = Env::shared_with_node();
+        let tools = image::tools(&env.dir).expect("build the tools image");
+        env.import_image(&tools.path).expect("import the tools image");
+        let operator = image::operator().expect("build the operator image");
+        eprintln!(
+            "operator image: {} bytes uncompressed, {}",
+            operator.written.layer_size, operator.written.manifest_digest
+        );
+        let installed = deploy::install(env, &operator, "default", OPERATOR_NS)
+            .unwrap_or_else(|e| panic!("install config/default: {e:#}"));
+        let op = Operator {
+            env,
+            bao: Bao::new(env),
+            http: installed.http,
+        };
+        super::auth::setup(&op);
+        op
+    })
+}
+
+/// Applies `yaml` with kubectl.
+pub fn apply(env: &Env, yaml: &str, what: &str) {
+    kubectl_apply(env, yaml, what);
+}
+
+/// The image test workloads run (busybox and psql).
+pub fn tools_image() -> &'static str {
+    TOOLS_IMAGE.trim_start_matches("docker.io/library/")
+}
+
+/// Generous bound for pods: scheduling, sandbox and container start on a busy machine.
+pub const POD_TIMEOUT: Duration = Duration::from_secs(120);

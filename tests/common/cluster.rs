@@ -1,5 +1,6 @@
 //! The environment with a node and the operator running as a pod of its own image, installed from
-//! `config/default` (for the test binaries that need pods: `tests/cluster`, `tests/prometheus`).
+//! `config/default` or `config/namespaced` (for the test binaries that need pods: `tests/cluster`,
+//! `tests/prometheus`, `tests/namespaced`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,6 +14,13 @@ use super::{Bao, OPERATOR_NS, Operator, kubectl_apply};
 /// The environment with a node, the images imported and the operator running as a pod from
 /// `config/default`; OpenBao's Kubernetes auth configured.
 pub fn cluster() -> &'static Operator {
+    installed("default", OPERATOR_NS, 1)
+}
+
+/// Like [`cluster`], with `replicas` operator replicas installed from `config/<base>` in
+/// `namespace` (several have no probes and no `Operator::http`: see `xtask::deploy::overlay`).
+/// The first call in a test binary installs it and wins: a binary uses one install throughout.
+pub fn installed(base: &'static str, namespace: &'static str, replicas: u32) -> &'static Operator {
     static CLUSTER: OnceLock<Operator> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let env = Env::shared_with_node();
@@ -23,12 +31,12 @@ pub fn cluster() -> &'static Operator {
             "operator image: {} bytes uncompressed, {}",
             operator.written.layer_size, operator.written.manifest_digest
         );
-        let installed = deploy::install(env, &operator, "default", OPERATOR_NS)
-            .unwrap_or_else(|e| panic!("install config/default: {e:#}"));
+        let installed = deploy::install(env, &operator, base, namespace, replicas)
+            .unwrap_or_else(|e| panic!("install config/{base} in {namespace}: {e:#}"));
         let op = Operator {
             env,
             bao: Bao::new(env),
-            http: installed.http,
+            http: installed.http.unwrap_or_default(),
         };
         super::auth::setup(&op);
         op

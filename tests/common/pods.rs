@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::wait::await_condition;
+use vaultsync::api::VaultSecret;
 
 use super::cluster::{POD_TIMEOUT, tools_image};
 use super::{TestNs, within_for};
@@ -52,6 +53,21 @@ impl TestNs {
             .await
             .expect("watch Secret")
             .expect("Secret exists")
+    }
+
+    /// Waits up to `limit` until VaultSecret `name` exists and satisfies `cond`.
+    pub async fn wait_vs_for(
+        &self,
+        limit: Duration,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&VaultSecret) -> bool,
+    ) -> VaultSecret {
+        let condition = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
+        within_for(limit, what, await_condition(self.vaultsecrets(), name, condition))
+            .await
+            .expect("watch VaultSecret")
+            .expect("VaultSecret exists")
     }
 
     /// Names of the running pods with label `app=<app>`.

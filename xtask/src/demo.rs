@@ -103,7 +103,7 @@ fn demo(env: &Env, operator: &image::Archive) -> Result<()> {
     step("installing vaultsync: kubectl apply -k config/default, through this overlay");
     let tools = image::tools(&env.dir)?;
     env.import_image(&tools.path)?;
-    let installed = deploy::install(env, operator, "default", "vaultsync-system")?;
+    let installed = deploy::install(env, operator, "default", "vaultsync-system", 1)?;
     println!(
         "{}",
         std::fs::read_to_string(installed.overlay.join("kustomization.yaml"))?

@@ -19,21 +19,52 @@ pub struct Installed {
     pub overlay: PathBuf,
     /// The namespace the operator runs in.
     pub namespace: String,
-    /// The operator's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), `http://127.0.0.1:PORT`.
-    pub http: String,
+    /// The operator's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), `http://127.0.0.1:PORT`,
+    /// for a single replica (several bind ports of their own).
+    pub http: Option<String>,
 }
 
 /// The overlay's `kustomization.yaml`: `config/<base>` as shipped, with the image imported here,
-/// and — because pods on this node use the host's network — OpenBao's and the API server's
-/// loopback addresses, a free loopback port for the operator's HTTP endpoints and probes of that
-/// address (the kubelet would probe the node's own address, which is not loopback, and nothing
-/// here may send traffic beyond loopback). One node with host networking holds one replica per
-/// port, so the overlay runs one.
-pub fn overlay(env: &Env, overlay_dir: &Path, base: &str, namespace: &str, http_port: u16) -> Result<String> {
+/// `replicas` replicas, and — because pods on this node use the host's network — OpenBao's and
+/// the API server's loopback addresses.
+///
+/// One replica gets a free loopback port for its HTTP endpoints, and probes of that address (the
+/// kubelet would probe the node's own address, which is not loopback, and nothing here may send
+/// traffic beyond loopback). Replicas on one host network cannot share a port, so with more than
+/// one each binds a port of its own (`127.0.0.1:0`) and the overlay drops the declared port and the
+/// probes: such an install shows leader election, the single replica shows the probes.
+pub fn overlay(
+    env: &Env,
+    overlay_dir: &Path,
+    base: &str,
+    namespace: &str,
+    replicas: u32,
+    http_port: u16,
+) -> Result<String> {
     let api = env.api_server_url();
     let api_port = api.rsplit(':').next().context("the API server URL has no port")?;
     // kustomize takes only relative paths to other kustomizations.
     let config = relative(overlay_dir, &workspace_root().join("config").join(base));
+    let container = "/spec/template/spec/containers/0";
+    let (listen, operations) = if replicas == 1 {
+        (
+            format!("127.0.0.1:{http_port}"),
+            vec![
+                format!("{{op: replace, path: {container}/ports/0/containerPort, value: {http_port}}}"),
+                format!("{{op: add, path: {container}/livenessProbe/httpGet/host, value: 127.0.0.1}}"),
+                format!("{{op: add, path: {container}/readinessProbe/httpGet/host, value: 127.0.0.1}}"),
+            ],
+        )
+    } else {
+        (
+            "127.0.0.1:0".to_owned(),
+            ["ports", "livenessProbe", "readinessProbe"]
+                .map(|field| format!("{{op: remove, path: {container}/{field}}}"))
+                .to_vec(),
+        )
+    };
+    let http_patch: Vec<String> = operations.iter().map(|op| format!("      - {op}")).collect();
+    let http_patch = http_patch.join("\n");
     Ok(format!(
         r#"# config/{base} as shipped, pointed at the local environment (pods use hostNetwork here).
 resources: ["{config}"]
@@ -55,23 +86,21 @@ patches:
       kind: Deployment
       metadata: {{name: vaultsync}}
       spec:
-        replicas: 1
+        replicas: {replicas}
         template:
           spec:
             hostNetwork: true
             containers:
               - name: vaultsync
-                # The kubelet probes the pod's IP, which is the node's (not loopback) here.
-                livenessProbe: {{httpGet: {{host: 127.0.0.1}}}}
-                readinessProbe: {{httpGet: {{host: 127.0.0.1}}}}
                 env:
                   - {{name: VAULTSYNC_VAULT_ADDRESS, value: "{vault}"}}
-                  - {{name: VAULTSYNC_METRICS_ADDRESS, value: "127.0.0.1:{http_port}"}}
+                  - {{name: VAULTSYNC_METRICS_ADDRESS, value: "{listen}"}}
                   - {{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}
                   - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
+  # The HTTP endpoints on loopback: the kubelet would probe the node's address, not loopback.
   - target: {{kind: Deployment, name: vaultsync}}
     patch: |-
-      - {{op: replace, path: /spec/template/spec/containers/0/ports/0/containerPort, value: {http_port}}}
+{http_patch}
 "#,
         config = config.display(),
         vault = env.vault_addr,
@@ -80,12 +109,35 @@ patches:
 
 /// Imports the operator image (built by [`image::operator`]) into the node, applies the overlay
 /// of `config/<base>` in `namespace` and waits until the operator's Deployment has rolled out.
-pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str) -> Result<Installed> {
+/// `config/default` brings its namespace and the CRD; for another base, as a cluster administrator
+/// would first, `config/crd` is applied and `namespace` created unless it exists.
+pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str, replicas: u32) -> Result<Installed> {
     env.import_image(&archive.path)?;
+    if base != "default" {
+        let crd = workspace_root().join("config/crd");
+        kubectl_ok(
+            env.kubectl().arg("apply").arg("-k").arg(&crd),
+            "kubectl apply -k config/crd",
+        )?;
+        kubectl_ok(
+            env.kubectl().args([
+                "wait",
+                "--for=condition=established",
+                "--timeout=60s",
+                "crd/vaultsecrets.vaultsync.dev",
+            ]),
+            "kubectl wait for the CRD",
+        )?;
+        let out = env.kubectl().args(["create", "namespace", namespace]).output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !err.contains("AlreadyExists") {
+            bail!("kubectl create namespace {namespace}: {}", err.trim());
+        }
+    }
     let http_port = free_port()?;
     let overlay = env.dir.join(format!("overlay-{base}"));
     fs::create_dir_all(&overlay)?;
-    let kustomization = self::overlay(env, &overlay.canonicalize()?, base, namespace, http_port)?;
+    let kustomization = self::overlay(env, &overlay.canonicalize()?, base, namespace, replicas, http_port)?;
     fs::write(overlay.join("kustomization.yaml"), kustomization)?;
     kubectl_ok(env.kubectl().arg("apply").arg("-k").arg(&overlay), "kubectl apply -k")?;
     let rollout = env
@@ -109,7 +161,7 @@ pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str)
     Ok(Installed {
         overlay,
         namespace: namespace.to_owned(),
-        http: format!("http://127.0.0.1:{http_port}"),
+        http: (replicas == 1).then(|| format!("http://127.0.0.1:{http_port}")),
     })
 }
 

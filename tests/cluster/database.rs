@@ -60,7 +60,7 @@ async fn a_pod_logs_in_with_the_dynamic_credential_and_with_its_replacement_whil
 
     // The operator rotates before the max TTL; the rollout brings a pod with the new credential.
     let rotated = t
-        .wait_secret_for(Duration::from_secs(90), "app-secrets", "a new credential", |s| {
+        .wait_secret_for("app-secrets", Duration::from_secs(90), "a new credential", |s| {
             value(s, "username").is_some_and(|u| u != user1)
         })
         .await;

@@ -201,6 +201,36 @@ impl TestNs {
             .expect("VaultSecret exists")
     }
 
+    /// Waits up to `limit` until the VaultSecret exists and satisfies `cond`.
+    pub async fn wait_vs_for(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&VaultSecret) -> bool,
+    ) -> VaultSecret {
+        let cond = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
+        within_for(limit, what, await_condition(self.vaultsecrets(), name, cond))
+            .await
+            .expect("watch VaultSecret")
+            .expect("VaultSecret exists")
+    }
+
+    /// Waits up to `limit` until the Secret exists and satisfies `cond`.
+    pub async fn wait_secret_for(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&Secret) -> bool,
+    ) -> Secret {
+        let cond = move |s: Option<&Secret>| s.is_some_and(&cond);
+        within_for(limit, what, await_condition(self.secrets(), name, cond))
+            .await
+            .expect("watch Secret")
+            .expect("Secret exists")
+    }
+
     /// Waits until the VaultSecret's Ready condition has `status` and `reason`; on timeout the
     /// panic shows the condition it has instead.
     pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> VaultSecret {

@@ -3,12 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::wait::await_condition;
-use vaultsync::api::VaultSecret;
-
+use super::TestNs;
 use super::cluster::{POD_TIMEOUT, tools_image};
-use super::{TestNs, within_for};
 
 /// A Deployment `ns/name` of one pod of the tools image (host network, the image imported, never pulled)
 /// running `script` with `sh -c`; `container_extra` and `pod_extra` are YAML lines added to the
@@ -40,74 +36,27 @@ spec:
 }
 
 impl TestNs {
-    /// Waits up to `limit` until Secret `name` exists and satisfies `cond`.
-    pub async fn wait_secret_for(
-        &self,
-        limit: Duration,
-        name: &str,
-        what: &str,
-        cond: impl Fn(&Secret) -> bool,
-    ) -> Secret {
-        let condition = move |s: Option<&Secret>| s.is_some_and(&cond);
-        within_for(limit, what, await_condition(self.secrets(), name, condition))
-            .await
-            .expect("watch Secret")
-            .expect("Secret exists")
-    }
-
-    /// Waits up to `limit` until VaultSecret `name` exists and satisfies `cond`.
-    pub async fn wait_vs_for(
-        &self,
-        limit: Duration,
-        name: &str,
-        what: &str,
-        cond: impl Fn(&VaultSecret) -> bool,
-    ) -> VaultSecret {
-        let condition = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
-        within_for(limit, what, await_condition(self.vaultsecrets(), name, condition))
-            .await
-            .expect("watch VaultSecret")
-            .expect("VaultSecret exists")
-    }
-
     /// Names of the running pods with label `app=<app>`.
     pub fn pods(&self, app: &str) -> Vec<String> {
-        let out = self.kubectl(&[
-            "get",
-            "pods",
-            "-l",
-            &format!("app={app}"),
-            "--field-selector=status.phase=Running",
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ]);
-        out.split_whitespace().map(str::to_owned).collect()
+        self.names("pods", app, &["--field-selector=status.phase=Running"])
     }
 
     /// Names of every pod with label `app=<app>`, whatever its phase.
     pub fn all_pods(&self, app: &str) -> Vec<String> {
-        let out = self.kubectl(&[
-            "get",
-            "pods",
-            "-l",
-            &format!("app={app}"),
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ]);
-        out.split_whitespace().map(str::to_owned).collect()
+        self.names("pods", app, &[])
     }
 
     /// Names of the ReplicaSets with label `app=<app>`.
     pub fn replica_sets(&self, app: &str) -> Vec<String> {
-        let out = self.kubectl(&[
-            "get",
-            "replicasets",
-            "-l",
-            &format!("app={app}"),
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ]);
-        out.split_whitespace().map(str::to_owned).collect()
+        self.names("replicasets", app, &[])
+    }
+
+    /// Names of the objects of `kind` with label `app=<app>` (and `extra` kubectl arguments).
+    fn names(&self, kind: &str, app: &str, extra: &[&str]) -> Vec<String> {
+        let selector = format!("app={app}");
+        let mut args = vec!["get", kind, "-l", &selector, "-o", "jsonpath={.items[*].metadata.name}"];
+        args.extend(extra);
+        self.kubectl(&args).split_whitespace().map(str::to_owned).collect()
     }
 
     /// What container `main` of `pod` printed so far (the text of each line, without the CRI

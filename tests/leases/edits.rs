@@ -6,7 +6,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::common::{TestNs, db};
-use crate::{creds, db_spec, lease, synced, wait_vs_for};
+use crate::{creds, db_spec, lease, synced};
 
 #[tokio::test]
 async fn an_edit_that_keeps_the_request_keeps_the_lease_and_a_path_change_replaces_it() {
@@ -36,10 +36,11 @@ async fn an_edit_that_keeps_the_request_keeps_the_lease_and_a_path_change_replac
         },
     )
     .await;
-    let vs = wait_vs_for(&t, "app", Duration::from_secs(30), "the edit observed", |vs| {
-        vs.status.as_ref().and_then(|s| s.observed_generation) == vs.metadata.generation
-    })
-    .await;
+    let vs = t
+        .wait_vs_for("app", Duration::from_secs(30), "the edit observed", |vs| {
+            vs.status.as_ref().and_then(|s| s.observed_generation) == vs.metadata.generation
+        })
+        .await;
     assert_eq!(
         lease(&vs).id,
         first.id,
@@ -54,10 +55,11 @@ async fn an_edit_that_keeps_the_request_keeps_the_lease_and_a_path_change_replac
         .patch("app", &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .expect("edit VaultSecret");
-    let vs = wait_vs_for(&t, "app", Duration::from_secs(30), "a lease for the new path", |vs| {
-        lease(vs).id.starts_with(&format!("database/{second_path}/"))
-    })
-    .await;
+    let vs = t
+        .wait_vs_for("app", Duration::from_secs(30), "a lease for the new path", |vs| {
+            lease(vs).id.starts_with(&format!("database/{second_path}/"))
+        })
+        .await;
     let secret = t.secrets().get("app").await.expect("Secret");
     let (new_user, new_password) = creds(&secret);
     assert_ne!(new_user, user);

@@ -7,7 +7,7 @@ use kube::runtime::wait::await_condition;
 use serde_json::json;
 
 use crate::common::{TestNs, db, within_for};
-use crate::{assert_not_leaked, creds, db_spec, lease, synced, wait_vs_for};
+use crate::{assert_not_leaked, creds, db_spec, lease, synced};
 
 #[tokio::test]
 async fn credentials_log_in_are_renewed_then_rotated_before_max_ttl_and_the_old_ones_revoked() {
@@ -22,11 +22,12 @@ async fn credentials_log_in_are_renewed_then_rotated_before_max_ttl_and_the_old_
     assert!(db::logs_in(bao, &user1, &pw1), "the synced credentials do not log in");
 
     // Renewed: same lease, its expiry moves, the Secret keeps the same user.
-    let renewed = wait_vs_for(&t, "app", Duration::from_secs(20), "a renewal", |vs| {
-        let l = lease(vs);
-        l.id == first.id && l.expiry.0 > first.expiry.0
-    })
-    .await;
+    let renewed = t
+        .wait_vs_for("app", Duration::from_secs(20), "a renewal", |vs| {
+            let l = lease(vs);
+            l.id == first.id && l.expiry.0 > first.expiry.0
+        })
+        .await;
     assert_eq!(lease(&renewed).issued, first.issued);
     assert_eq!(creds(&t.secrets().get("app").await.expect("Secret")).0, user1);
     let metrics = t.op.get("/metrics").await.1;
@@ -78,7 +79,7 @@ async fn credentials_log_in_are_renewed_then_rotated_before_max_ttl_and_the_old_
         db::logs_in(bao, &user2, &pw2),
         "revoking the old lease broke the new one"
     );
-    wait_vs_for(&t, "app", Duration::from_secs(10), "no pending revocation", |vs| {
+    t.wait_vs_for("app", Duration::from_secs(10), "no pending revocation", |vs| {
         vs.status.as_ref().is_some_and(|s| s.pending_revocations.is_empty())
     })
     .await;

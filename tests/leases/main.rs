@@ -14,15 +14,12 @@ mod pki;
 mod restart;
 mod tokens;
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams};
-use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 use vaultsync::api::{LeaseStatus, VaultSecret};
 
-use common::{TestNs, captured_logs, db, value, within_for};
+use common::{TestNs, captured_logs, db, value};
 
 /// A VaultSecret spec reading database credentials at `path` as source `db`.
 fn db_spec(path: &str, refresh: Value) -> Value {
@@ -48,21 +45,6 @@ async fn synced(t: &TestNs, name: &str) -> ((String, String), LeaseStatus) {
     let vs = t.wait_ready(name, "True", "Synced").await;
     let secret = t.secrets().get(name).await.expect("get Secret");
     (creds(&secret), lease(&vs))
-}
-
-/// Waits up to `limit` until the VaultSecret satisfies `cond`.
-async fn wait_vs_for(
-    t: &TestNs,
-    name: &str,
-    limit: Duration,
-    what: &str,
-    cond: impl Fn(&VaultSecret) -> bool,
-) -> VaultSecret {
-    let cond = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
-    within_for(limit, what, await_condition(t.vaultsecrets(), name, cond))
-        .await
-        .expect("watch VaultSecret")
-        .expect("VaultSecret exists")
 }
 
 /// Asserts that none of `values` appears in the operator's logs, in any Event, or in any

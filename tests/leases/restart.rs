@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::{TestNs, db, restart_operator};
-use crate::{db_spec, lease, synced, wait_vs_for};
+use crate::{db_spec, lease, synced};
 
 #[tokio::test]
 async fn a_restarted_operator_renews_the_same_lease_and_issues_none() {
@@ -21,17 +21,12 @@ async fn a_restarted_operator_renews_the_same_lease_and_issues_none() {
 
     restart_operator().await;
     let after_restart = lease(&t.vaultsecrets().get("app").await.expect("VaultSecret"));
-    let renewed = wait_vs_for(
-        &t,
-        "app",
-        Duration::from_secs(30),
-        "a renewal after the restart",
-        |vs| {
+    let renewed = t
+        .wait_vs_for("app", Duration::from_secs(30), "a renewal after the restart", |vs| {
             let l = lease(vs);
             l.id == first.id && l.expiry.0 > after_restart.expiry.0
-        },
-    )
-    .await;
+        })
+        .await;
 
     assert_eq!(lease(&renewed).id, first.id);
     assert_eq!(

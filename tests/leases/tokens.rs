@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::auth::{kubernetes_logins, kubernetes_role, read_policy, setup};
 use crate::common::{TestNs, db, has_value, restart_operator, within_for};
-use crate::{assert_not_leaked, creds, lease, synced, wait_vs_for};
+use crate::{assert_not_leaked, creds, lease, synced};
 
 /// The token of a value kept in `vaultsync-lease-tokens` (`{"v": 1, "address", "token"}`; a
 /// bare token, as older versions kept and a test below plants, reads as itself).
@@ -100,10 +100,11 @@ async fn leases_are_replaced_before_their_token_reaches_its_max_ttl_with_a_warni
     .expect("watch Secret")
     .expect("Secret exists");
     let (new_user, new_password) = creds(&rotated);
-    let vs = wait_vs_for(&t, "app", Duration::from_secs(10), "the new lease in status", |vs| {
-        lease(vs).id != first.id
-    })
-    .await;
+    let vs = t
+        .wait_vs_for("app", Duration::from_secs(10), "the new lease in status", |vs| {
+            lease(vs).id != first.id
+        })
+        .await;
     let second = lease(&vs);
     assert_ne!(
         second.token_ref, first.token_ref,

@@ -192,8 +192,8 @@ async fn deleting_the_leader_pod_hands_over_without_a_secret_write_or_a_new_leas
     .await;
     let renewed = t
         .wait_vs_for(
-            Duration::from_secs(60),
             "ha-db",
+            Duration::from_secs(60),
             "the new leader to renew the lease",
             |vs| db::lease(vs, "db").expiry.0 > first_lease.expiry.0,
         )
@@ -218,8 +218,8 @@ async fn deleting_the_leader_pod_hands_over_without_a_secret_write_or_a_new_leas
     // And it does the job: a change reaches the Secret.
     bao.put(&kv_path, &[("password", "after")]);
     t.wait_secret_for(
-        Duration::from_secs(60),
         "ha-kv",
+        Duration::from_secs(60),
         "the new leader to sync a change",
         |s| value(s, "password").as_deref() == Some("after"),
     )

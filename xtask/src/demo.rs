@@ -121,13 +121,17 @@ fn demo(env: &Env, operator: &image::Archive) -> Result<()> {
         "--duration=24h",
     ]))?;
     show(env.bao().args(["auth", "enable", "kubernetes"]))?;
-    show(env.bao().args([
-        "write",
-        "auth/kubernetes/config",
-        &format!("kubernetes_host={}", env.api_server_url()),
-        &format!("kubernetes_ca_cert={}", env.ca_pem()),
-        &format!("token_reviewer_jwt={}", reviewer_jwt.trim()),
-    ]))?;
+    // The reviewer's token goes on stdin (`-`), never into a command line or an error message.
+    show_input(
+        env.bao().args([
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={}", env.api_server_url()),
+            &format!("kubernetes_ca_cert={}", env.ca_pem()),
+            "token_reviewer_jwt=-",
+        ]),
+        reviewer_jwt.trim(),
+    )?;
     let policy = r#"path "secret/data/shop/*" { capabilities = ["read"] }"#;
     show_input(env.bao().args(["policy", "write", APP, "-"]), policy)?;
     show(env.bao().args([

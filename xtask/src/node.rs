@@ -71,8 +71,8 @@ impl NodeDirs {
 }
 
 /// Starts containerd (and imports the pause image), kube-scheduler and the kubelet, and waits until
-/// the node is Ready. On failure, processes already started are returned to nobody: the caller
-/// stops the environment (see [`teardown`]).
+/// the node is Ready. On failure, those already started are left to the caller's clean-up, which
+/// finds them by their pid files (`down_dir`, then [`teardown`]).
 pub(crate) fn start(
     dir: &Path,
     bins: &Binaries,

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod db;
+pub mod handover;
 mod logs;
 mod operator;
 pub mod pods;

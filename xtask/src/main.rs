@@ -17,13 +17,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build or install etcd, kube-apiserver, kube-controller-manager, kubectl and bao into the cache,
-    /// and PostgreSQL from Debian's packages.
+    /// Build or install etcd, the Kubernetes binaries (control plane, kube-scheduler, kubelet,
+    /// kubectl) and bao into the cache, and PostgreSQL, containerd, runc, Prometheus and the other
+    /// Debian packages the environment uses.
     Install,
-    /// Manage a local environment (control plane + OpenBao + PostgreSQL) that outlives this command.
+    /// Manage a local environment (control plane, a node, OpenBao, PostgreSQL) that outlives this
+    /// command.
     #[command(subcommand)]
     Env(EnvTask),
-    /// Show a VaultSecret syncing an OpenBao KV secret into a Secret on a local environment.
+    /// Show vaultsync running as a pod of its image on a local cluster, syncing an OpenBao KV secret
+    /// into a Secret that a pod reads before and after a rotation.
     Demo(DemoArgs),
     /// Build the operator's container image as an OCI archive (target/images/vaultsync.oci.tar),
     /// offline: a static musl binary, non-root, no shell.
@@ -123,7 +126,9 @@ fn install() -> Result<()> {
         &bins.etcd,
         &bins.kube_apiserver,
         &bins.kube_controller_manager,
+        &bins.kube_scheduler,
         &bins.kubectl,
+        &bins.kubelet,
         &bins.bao,
         &bins.postgres,
         &bins.psql,

@@ -138,6 +138,19 @@ impl Binaries {
     }
 }
 
+/// Installs the Debian packages the environment and the images use, unless they are there (as
+/// [`Binaries::ensure`] does, without building anything).
+pub fn ensure_debian_packages() -> Result<()> {
+    let cache = cache_dir()?;
+    let bins = Binaries::in_cache(&cache);
+    if DEBIAN_PACKAGES.iter().all(|(_, file)| Path::new(file).exists()) {
+        return Ok(());
+    }
+    fs::create_dir_all(&cache).with_context(|| format!("creating cache {}", cache.display()))?;
+    let _lock = lock(&cache)?;
+    install_debian_packages(&bins)
+}
+
 /// `$VAULTSYNC_CACHE`, else `$HOME/.cache/vaultsync`.
 pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("VAULTSYNC_CACHE").filter(|d| !d.is_empty()) {

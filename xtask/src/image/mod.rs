@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::binaries::workspace_root;
+use crate::binaries::{ensure_debian_packages, workspace_root};
 use crate::process::run;
 use oci::{Entry, Image, Run};
 
@@ -44,6 +44,8 @@ pub struct Archive {
 /// `target/images/vaultsync.oci.tar`.
 pub fn operator() -> Result<Archive> {
     let root = workspace_root();
+    // musl-gcc (Debian's musl-tools) compiles aws-lc's C for the target.
+    ensure_debian_packages()?;
     ensure_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);

@@ -49,7 +49,7 @@ async fn a_pod_logs_in_with_the_dynamic_credential_and_with_its_replacement_whil
         .unwrap()
         .to_owned();
     let consume = "          envFrom: [{secretRef: {name: app-secrets}}]";
-    crate::common::cluster::apply(
+    crate::common::kubectl_apply(
         op.env,
         &tools_deployment(&t.ns, "app", &login_loop(&port), consume, ""),
         "create Deployment app",

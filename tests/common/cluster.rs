@@ -9,7 +9,7 @@ use xtask::Env;
 use xtask::deploy;
 use xtask::image::{self, TOOLS_IMAGE};
 
-use super::{Bao, OPERATOR_NS, Operator, kubectl_apply};
+use super::{Bao, OPERATOR_NS, Operator};
 
 /// The environment with a node, the images imported and the operator running as a pod from
 /// `config/default`; OpenBao's Kubernetes auth configured.
@@ -41,11 +41,6 @@ pub fn installed(base: &'static str, namespace: &'static str, replicas: u32) -> 
         super::auth::setup(&op);
         op
     })
-}
-
-/// Applies `yaml` with kubectl.
-pub fn apply(env: &Env, yaml: &str, what: &str) {
-    kubectl_apply(env, yaml, what);
 }
 
 /// The image test workloads run (busybox and psql).

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use common::auth::{kubernetes_role, read_policy};
-use common::cluster::{POD_TIMEOUT, apply, installed};
+use common::cluster::{POD_TIMEOUT, installed};
 use common::handover;
 use common::pods::tools_deployment;
 use common::{Operator, TestNs, has_value};
@@ -64,7 +64,7 @@ async fn the_namespaced_install_serves_its_own_namespace_and_no_other() {
 
     let consume = "          envFrom: [{secretRef: {name: app-secrets}}]";
     let script = r#"echo "env=$password"; sleep 100000"#;
-    apply(
+    common::kubectl_apply(
         op.env,
         &tools_deployment(&team.ns, "app", script, consume, ""),
         "create Deployment app",

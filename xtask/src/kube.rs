@@ -109,23 +109,17 @@ pub(crate) fn start_controller_manager(
     detached: bool,
 ) -> Result<Proc> {
     let pki = Pki::at(dir);
-    let kubeconfig_arg = kubeconfig.display();
     let mut cmd = Command::new(&bins.kube_controller_manager);
-    cmd.arg(format!("--kubeconfig={kubeconfig_arg}"))
-        // Delegated authn/authz for its own secure port (/metrics with the admin certificate).
-        // The client CA is given directly: looking it up in the extension-apiserver-authentication
-        // ConfigMap fails forever (and noisily) because there is no request-header CA.
-        .arg(format!("--authentication-kubeconfig={kubeconfig_arg}"))
-        .arg(format!("--authorization-kubeconfig={kubeconfig_arg}"))
-        .arg("--authentication-skip-lookup=true")
-        .arg(format!("--client-ca-file={}", pki.ca_cert().display()))
-        .arg(format!("--secure-port={}", ports.controller_manager))
-        .arg("--bind-address=127.0.0.1")
-        .arg(format!("--cert-dir={}", dir.join("controller-manager").display()))
-        .arg("--leader-elect=false")
-        .arg(format!("--service-account-private-key-file={}", pki.sa_key().display()))
-        .arg(format!("--root-ca-file={}", pki.ca_cert().display()))
-        .arg("--profiling=false");
+    cmd.args(component_args(
+        dir,
+        kubeconfig,
+        ports.controller_manager,
+        "controller-manager",
+    ))
+    .arg("--leader-elect=false")
+    .arg(format!("--service-account-private-key-file={}", pki.sa_key().display()))
+    .arg(format!("--root-ca-file={}", pki.ca_cert().display()))
+    .arg("--profiling=false");
     let mut kcm = Proc::spawn(dir, CONTROLLER_MANAGER, cmd, detached)?;
     kcm.wait_until("the default ServiceAccount in namespace default", READY_TIMEOUT, || {
         Ok(quiet(kubectl(bins, kubeconfig).args([
@@ -136,6 +130,25 @@ pub(crate) fn start_controller_manager(
         ])))
     })?;
     Ok(kcm)
+}
+
+/// The arguments kube-controller-manager and kube-scheduler share: the admin `kubeconfig`, and
+/// their own secure port on loopback with delegated authn/authz (`/metrics` with the admin
+/// certificate; certificates in `DIR/CERT_DIR`). The client CA is given directly: looking it up in
+/// the extension-apiserver-authentication ConfigMap fails forever (and noisily) because there is
+/// no request-header CA.
+pub(crate) fn component_args(dir: &Path, kubeconfig: &Path, port: u16, cert_dir: &str) -> Vec<String> {
+    let kubeconfig = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--authentication-skip-lookup=true".into(),
+        format!("--client-ca-file={}", Pki::at(dir).ca_cert().display()),
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--cert-dir={}", dir.join(cert_dir).display()),
+    ]
 }
 
 /// A `kubectl` command using `kubeconfig`.

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::image::{self, PAUSE_IMAGE};
-use crate::kube::kubectl;
+use crate::kube::{component_args, kubectl};
 use crate::process::{Proc, run};
 
 /// Process name of containerd (log and pid file).
@@ -155,17 +155,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 fn start_scheduler(dir: &Path, bins: &Binaries, ports: NodePorts, kubeconfig: &Path, detached: bool) -> Result<Proc> {
-    let pki = Pki::at(dir);
-    let kubeconfig = kubeconfig.display();
     let mut cmd = Command::new(&bins.kube_scheduler);
-    cmd.arg(format!("--kubeconfig={kubeconfig}"))
-        .arg(format!("--authentication-kubeconfig={kubeconfig}"))
-        .arg(format!("--authorization-kubeconfig={kubeconfig}"))
-        .arg("--authentication-skip-lookup=true")
-        .arg(format!("--client-ca-file={}", pki.ca_cert().display()))
-        .arg(format!("--secure-port={}", ports.scheduler))
-        .arg("--bind-address=127.0.0.1")
-        .arg(format!("--cert-dir={}", dir.join("node/scheduler").display()))
+    cmd.args(component_args(dir, kubeconfig, ports.scheduler, "node/scheduler"))
         .args(["--leader-elect=false", "--profiling=false"]);
     Proc::spawn(dir, SCHEDULER, cmd, detached)
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod reasons;
 pub mod rollout;
 pub mod template;
 pub mod vault;

@@ -1,11 +1,13 @@
 //! The `VaultSecret` custom resource (`vaultsync.dev/v1alpha1`).
 
+mod auth;
 mod duration;
 mod paths;
 mod source;
 mod spec;
 mod status;
 
+pub use auth::*;
 pub use duration::{DurationError, parse_duration};
 pub use paths::{RESERVED_SEGMENTS, check_auth_mount, check_source};
 pub use source::*;

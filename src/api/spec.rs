@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Auth;
 use super::duration::DURATION_PATTERN;
-use super::paths::{NO_DOT_SEGMENTS_RULE, VAULT_PATH_PATTERN};
 use super::source::Source;
 use super::status::VaultSecretStatus;
 
@@ -89,95 +89,6 @@ pub struct VaultConnection {
     /// namespace. Defaults to the operator's `--vault-ca-file`, then the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
-}
-
-/// Exactly one login method.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("[has(self.kubernetes), has(self.appRole), has(self.token)].filter(x, x).size() == 1").message("auth sets exactly one method: kubernetes, appRole or token"))]
-#[serde(rename_all = "camelCase")]
-pub struct Auth {
-    /// Vault's Kubernetes auth, as a ServiceAccount of this namespace (short-lived TokenRequest token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<KubernetesAuth>,
-    /// Vault's AppRole auth, with the secret ID from a Secret in this namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_role: Option<AppRoleAuth>,
-    /// A Vault token from a Secret in this namespace (development, or setups without the others).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<TokenAuth>,
-}
-
-/// Login with Vault's Kubernetes auth method as a ServiceAccount of the VaultSecret's namespace.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesAuth {
-    /// Vault role to log in as.
-    #[schemars(length(min = 1, max = 256))]
-    pub role: String,
-    /// ServiceAccount in this namespace whose identity is used.
-    #[serde(default = "default_service_account")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
-    pub service_account_name: String,
-    /// Mount path of the Kubernetes auth method (under `auth/`).
-    #[serde(default = "default_kubernetes_mount")]
-    #[schemars(length(min = 1, max = 256), regex(pattern = VAULT_PATH_PATTERN))]
-    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"))]
-    pub mount: String,
-    /// Audiences of the requested ServiceAccount token; the Vault role's `audience` must match.
-    /// Only audiences the operator's administrator allows (`--allowed-token-audiences`, default
-    /// `vault`) are requested, and never one the Kubernetes API server accepts.
-    #[serde(default = "default_audiences")]
-    #[schemars(length(min = 1, max = 8), inner(length(min = 1, max = 256)))]
-    pub audiences: Vec<String>,
-    /// Lifetime of the requested ServiceAccount token in seconds (it is used once, to log in).
-    /// At most the operator's `--max-token-expiration` (default 600).
-    #[serde(default = "default_token_expiration")]
-    #[schemars(range(min = 600, max = 86400))]
-    pub token_expiration_seconds: i64,
-}
-
-/// Login with Vault's AppRole auth method.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AppRoleAuth {
-    /// Mount path of the AppRole auth method (under `auth/`).
-    #[serde(default = "default_approle_mount")]
-    #[schemars(length(min = 1, max = 256), regex(pattern = VAULT_PATH_PATTERN))]
-    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS_RULE).message("mount may not hold '.' or '..' segments"))]
-    pub mount: String,
-    /// The role ID (not secret).
-    #[schemars(length(min = 1, max = 256))]
-    pub role_id: String,
-    /// The secret ID, from a Secret in this namespace.
-    pub secret_id_ref: SecretKeyRef,
-}
-
-/// A Vault token kept in a Secret.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenAuth {
-    /// The Secret and key holding the token, in this namespace.
-    pub secret_ref: SecretKeyRef,
-}
-
-fn default_service_account() -> String {
-    "default".into()
-}
-
-fn default_kubernetes_mount() -> String {
-    "kubernetes".into()
-}
-
-fn default_approle_mount() -> String {
-    "approle".into()
-}
-
-fn default_audiences() -> Vec<String> {
-    vec!["vault".into()]
-}
-
-fn default_token_expiration() -> i64 {
-    600
 }
 
 /// A key of a Secret in the VaultSecret's own namespace.

@@ -120,7 +120,7 @@ pub const READY: &str = "Ready";
 
 /// Type of the condition that tells whether the workloads of `spec.rollout` were restarted after
 /// the last change of the Secret's content.
-pub const ROLLOUT_RESTART: &str = "RolloutRestart";
+pub const ROLLOUT_RESTART: &str = crate::reasons::event::ROLLOUT_RESTART;
 
 impl VaultSecretStatus {
     /// The `Ready` condition, if any.

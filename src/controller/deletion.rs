@@ -43,7 +43,8 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
 /// The connection and an authenticated client for `vs`.
 async fn session(vs: &VaultSecret, ctx: &Context) -> Result<(vault::Connection, vault::Handle)> {
     let conn = connection::resolve(vs, ctx).await?;
-    let (identity, login) = identity::resolve(vs, ctx).await?;
-    let (handle, _) = ctx.vault.get(&conn, &identity, || login.credential(ctx)).await?;
+    let kube = identity::Kube::new(vs, ctx);
+    let resolved = identity::resolve(vs, &kube).await?;
+    let (handle, _) = ctx.vault.get(&conn, &resolved.identity, &resolved.credential).await?;
     Ok((conn, handle))
 }

@@ -16,6 +16,7 @@ use super::secret::{self, Desired, Ownership};
 use super::{Context, observe};
 use crate::api::VaultSecret;
 use crate::events::EventType;
+use crate::reasons::event;
 use crate::{APPLIED_HASH_ANNOTATION, MANAGER};
 
 /// What applying the destination did.
@@ -135,13 +136,18 @@ async fn report_write(
     // Secret that is a rotation (`restored`) had been synced before: it was deleted.
     if adopted {
         let note = format!("Adopted existing Secret {name} (spec.destination.takeOver)");
-        ctx.publish(vs, EventType::Normal, "SecretAdopted", note).await;
+        ctx.publish(vs, EventType::Normal, event::SECRET_ADOPTED, note).await;
     } else if existing.is_some() {
-        ctx.publish(vs, EventType::Normal, "SecretWritten", format!("Wrote Secret {name}"))
-            .await;
+        ctx.publish(
+            vs,
+            EventType::Normal,
+            event::SECRET_WRITTEN,
+            format!("Wrote Secret {name}"),
+        )
+        .await;
     } else if rotation.is_some() {
         let note = format!("Wrote Secret {name} again: it had been deleted");
-        ctx.publish(vs, EventType::Normal, "SecretWritten", note).await;
+        ctx.publish(vs, EventType::Normal, event::SECRET_WRITTEN, note).await;
     }
     // Only when the content was written, so a refresh that changes nothing stays quiet.
     if !env_skipped.is_empty() {
@@ -149,6 +155,7 @@ async fn report_write(
             "Keys {} of Secret {name} are not environment variable names, so envFrom skips them (spec.destination.envKeys: true renames them)",
             env_skipped.join(", ")
         );
-        ctx.publish(vs, EventType::Warning, "KeysSkippedByEnvFrom", note).await;
+        ctx.publish(vs, EventType::Warning, event::KEYS_SKIPPED_BY_ENV_FROM, note)
+            .await;
     }
 }

@@ -1,6 +1,7 @@
 //! Errors of one sync, each with a static reason for conditions, Events and metrics.
 
 use super::trust::Refusal;
+use crate::reasons::{self, Retry};
 use crate::vault;
 
 /// Result of a sync step.
@@ -77,41 +78,39 @@ pub enum Error {
 impl Error {
     /// Static reason, used for condition reasons, Event reasons and metric labels.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::NoIdentity(_) => "NoVaultIdentity",
-            Error::ServiceAccountNotFound(_) => "ServiceAccountNotFound",
-            Error::CredentialSecret(_) => "CredentialSecretInvalid",
-            Error::CaSecret(_) => "CASecretInvalid",
-            Error::Vault(e) => e.reason(),
-            Error::KeyNotFound { .. } => "KeyNotFound",
-            Error::InvalidKey(_) => "InvalidKey",
-            Error::InvalidValue(_) => "InvalidValue",
-            Error::Template(_) => "TemplateError",
-            Error::TemplatesDisabled => "TemplatesDisabled",
-            Error::SecretTooLarge(_) => "SecretTooLarge",
-            Error::SecretNotOwned(_) => "SecretNotOwned",
-            Error::Stale { .. } => "Stale",
-            Error::LeasesNotRevoked(_) => "LeasesNotRevoked",
-            Error::NotAllowed { refusal, .. } => refusal.reason(),
-            Error::Kube { .. } => "KubernetesError",
-        }
+        self.entry().name
     }
 
     /// Whether only a change (of the spec, or of something it refers to) can fix this, so
     /// retrying on a short backoff would only add load.
     pub fn needs_change(&self) -> bool {
+        self.entry().retry == Retry::Slowly
+    }
+
+    /// The error's row of the reasons table.
+    fn entry(&self) -> reasons::Ready {
         match self {
-            Error::InvalidSpec(_)
-            | Error::InvalidKey(_)
-            | Error::InvalidValue(_)
-            | Error::Template(_)
-            | Error::SecretTooLarge(_)
-            | Error::TemplatesDisabled
-            | Error::NoIdentity(_)
-            | Error::NotAllowed { .. } => true,
-            Error::Vault(e) => !e.is_transient(),
-            _ => false,
+            Error::InvalidSpec(_) => reasons::INVALID_SPEC,
+            Error::NoIdentity(_) => reasons::NO_VAULT_IDENTITY,
+            Error::ServiceAccountNotFound(_) => reasons::SERVICE_ACCOUNT_NOT_FOUND,
+            Error::CredentialSecret(_) => reasons::CREDENTIAL_SECRET_INVALID,
+            Error::CaSecret(_) => reasons::CA_SECRET_INVALID,
+            Error::Vault(e) => e.entry(),
+            Error::KeyNotFound { .. } => reasons::KEY_NOT_FOUND,
+            Error::InvalidKey(_) => reasons::INVALID_KEY,
+            Error::InvalidValue(_) => reasons::INVALID_VALUE,
+            Error::Template(_) => reasons::TEMPLATE_ERROR,
+            Error::TemplatesDisabled => reasons::TEMPLATES_DISABLED,
+            Error::SecretTooLarge(_) => reasons::SECRET_TOO_LARGE,
+            Error::SecretNotOwned(_) => reasons::SECRET_NOT_OWNED,
+            Error::Stale { .. } => reasons::STALE,
+            // Only logged and sent as an Event: a deleted VaultSecret has no condition to show.
+            Error::LeasesNotRevoked(_) => reasons::Ready {
+                name: reasons::event::LEASES_NOT_REVOKED,
+                retry: Retry::Backoff,
+            },
+            Error::NotAllowed { refusal, .. } => refusal.entry(),
+            Error::Kube { .. } => reasons::KUBERNETES_ERROR,
         }
     }
 

@@ -8,12 +8,16 @@ use kube::ResourceExt;
 use super::Context;
 use super::secret::Desired;
 use crate::api::VaultSecret;
+use crate::reasons;
 
 impl Context {
     /// Records a successful sync of `vs` that took `elapsed`.
     pub(super) fn observe_success(&self, vs: &VaultSecret, elapsed: Duration) {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
-        self.metrics.syncs.with_label_values(&["success"]).inc();
+        self.metrics
+            .syncs
+            .with_label_values(&["success", reasons::SYNCED.name])
+            .inc();
         self.metrics.sync_duration.observe(elapsed.as_secs_f64());
         self.metrics.objects.set_ready(&ns, &name, true);
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
@@ -21,10 +25,10 @@ impl Context {
         self.metrics.managed_secrets.set(self.secrets.len() as i64);
     }
 
-    /// Records a failed sync of `vs`.
-    pub(super) fn observe_failure(&self, vs: &VaultSecret, elapsed: Duration) {
+    /// Records a sync of `vs` that failed with `reason`.
+    pub(super) fn observe_failure(&self, vs: &VaultSecret, elapsed: Duration, reason: &str) {
         let (ns, name) = (vs.namespace().unwrap_or_default(), vs.name_any());
-        self.metrics.syncs.with_label_values(&["error"]).inc();
+        self.metrics.syncs.with_label_values(&["error", reason]).inc();
         self.metrics.sync_duration.observe(elapsed.as_secs_f64());
         self.metrics.objects.set_ready(&ns, &name, false);
     }

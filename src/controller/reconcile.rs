@@ -11,13 +11,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
-use super::identity::{self, Login};
+use super::identity;
 use super::restarts;
 use super::secret;
 use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status, trust};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::events::EventType;
-use crate::vault::{self, Connection, Identity, Outcome};
+use crate::reasons::{self, event};
+use crate::vault::auth::Resolved;
+use crate::vault::{self, Connection, Outcome};
 
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
@@ -45,7 +47,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
             ctx.observe_success(&vs, started.elapsed());
             ctx.observe_expiry(&vs, s.expiry);
         }
-        Err(_) => ctx.observe_failure(&vs, started.elapsed()),
+        Err(e) => ctx.observe_failure(&vs, started.elapsed(), e.reason()),
     }
     match synced {
         Ok(synced) => {
@@ -113,22 +115,24 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
         || status.is_some_and(|s| !s.pending_revocations.is_empty() || s.sources.iter().any(|s| s.lease.is_some()));
     leases::set_finalizer(vs, ctx, leased && vs.spec.refresh.revokes_on_delete()).await?;
     let conn = connection::resolve(vs, ctx).await?;
-    let (identity, login) = identity::resolve(vs, ctx).await?;
-    if identity == Identity::Operator {
+    let kube = identity::Kube::new(vs, ctx);
+    let resolved = identity::resolve(vs, &kube).await?;
+    let identity = &resolved.identity;
+    if identity.is_operator() {
         trust::check_operator_sources(vs, &ctx.settings)?;
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut book = leases::Book::open(vs, &api).await?;
-    let (handle, mut merged) = read_sources(vs, ctx, &conn, &identity, login, &mut book).await?;
+    let (handle, mut merged) = read_sources(vs, ctx, &conn, &resolved, &mut book).await?;
     for warning in book.take_warnings() {
-        ctx.publish(vs, EventType::Warning, "TokenExpiresBeforeLease", warning)
+        ctx.publish(vs, EventType::Warning, event::TOKEN_EXPIRES_BEFORE_LEASE, warning)
             .await;
     }
     let leases: Vec<_> = merged.sources.iter().filter_map(|s| s.lease.as_ref()).collect();
     if let Some(until) = leases.iter().map(|l| l.expiry.0).max() {
         // Vault revokes leases with the token that issued them: keep it alive as long as they live.
         let left = leases::until(jiff::Timestamp::now(), until);
-        ctx.vault.hold(&conn, &identity, Instant::now() + left).await;
+        ctx.vault.hold(&conn, identity, Instant::now() + left).await;
     }
     ctx.index_tokens(vs, leases.iter().filter_map(|l| l.token_ref.clone()).collect());
     let previous = vs.status.clone().unwrap_or_default();
@@ -186,7 +190,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
         pending_rollout_hash,
         pending_revocations: pending,
     };
-    let new = status::with_condition(new, status::ready(vs, true, "Synced", message));
+    let new = status::with_condition(new, status::ready(vs, true, reasons::SYNCED.name, message));
     let lease_deadline = leases::due(&new);
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
     Ok(Synced {
@@ -212,17 +216,16 @@ async fn read_sources(
     vs: &VaultSecret,
     ctx: &Context,
     conn: &Connection,
-    identity: &Identity,
-    login: Login,
+    login: &Resolved<'_, Error>,
     book: &mut leases::Book,
 ) -> Result<(vault::Handle, sources::Merged)> {
-    let retry_login = login.clone();
-    let (handle, outcome) = ctx.vault.get(conn, identity, || login.credential(ctx)).await?;
+    let identity = &login.identity;
+    let (handle, outcome) = ctx.vault.get(conn, identity, &login.credential).await?;
     let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             book.abandon(&handle.client, ctx).await;
             ctx.vault.invalidate(conn, identity, &handle).await;
-            let (handle, _) = ctx.vault.get(conn, identity, || retry_login.credential(ctx)).await?;
+            let (handle, _) = ctx.vault.get(conn, identity, &login.credential).await?;
             let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await;
             (handle, merged)
         }

@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use super::{Context, status};
 use crate::api::{ROLLOUT_RESTART, VaultSecret, VaultSecretStatus, parse_duration};
 use crate::events::{Event, EventType};
+use crate::reasons::event;
 use crate::rollout::{self, Report, Request, Target};
 
 /// `status.pendingRolloutHash` after a sync that found content `hash` in Secret `name`
@@ -93,7 +94,7 @@ async fn apply_report(vs: &VaultSecret, ctx: &Context, report: &Report) -> super
             type_: EventType::Warning,
             reason: summary.reason.into(),
             note: Some(summary.message),
-            action: "RolloutRestart".into(),
+            action: event::ROLLOUT_RESTART.into(),
             secondary: None,
         };
         ctx.recorder.publish(&event, &vs.object_ref(&())).await;

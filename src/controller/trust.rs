@@ -9,7 +9,8 @@ use url::Url;
 use super::Settings;
 use super::error::{Error, Result};
 use super::secret;
-use crate::api::{KubernetesAuth, SecretKeyRef, VaultSecret, check_auth_mount, check_source};
+use crate::api::{AuthMethod, SecretKeyRef, TokenRequestSpec, VaultSecret, check_auth_mount, check_source};
+use crate::reasons;
 use crate::vault::parse_address;
 
 /// Suffix of the Secrets that keep the credentials of leased sources (`<vaultsecret>.vaultsync-leases`).
@@ -20,10 +21,10 @@ pub const LEASES_SUFFIX: &str = ".vaultsync-leases";
 pub enum Refusal {
     /// `spec.vault.address` is not an address the administrator allows.
     VaultAddress,
-    /// `spec.auth.kubernetes.audiences` names an audience the administrator does not allow, or
-    /// one the Kubernetes API server accepts.
+    /// `spec.auth.kubernetes.audiences` (or `jwt`) names an audience the administrator does not
+    /// allow, or one the Kubernetes API server accepts.
     Audience,
-    /// `spec.auth.kubernetes.tokenExpirationSeconds` exceeds `--max-token-expiration`.
+    /// `spec.auth.kubernetes.tokenExpirationSeconds` (or `jwt`) exceeds `--max-token-expiration`.
     TokenLifetime,
     /// The operator's own identity asked for more than the administrator allows.
     OperatorIdentity,
@@ -36,13 +37,17 @@ pub enum Refusal {
 impl Refusal {
     /// The `Ready` reason.
     pub fn reason(self) -> &'static str {
+        self.entry().name
+    }
+
+    pub(super) fn entry(self) -> reasons::Ready {
         match self {
-            Refusal::VaultAddress => "VaultAddressNotAllowed",
-            Refusal::Audience => "AudienceNotAllowed",
-            Refusal::TokenLifetime => "TokenLifetimeNotAllowed",
-            Refusal::OperatorIdentity => "OperatorIdentityNotAllowed",
-            Refusal::ReservedPath => "ReservedPath",
-            Refusal::Destination => "DestinationNotAllowed",
+            Refusal::VaultAddress => reasons::VAULT_ADDRESS_NOT_ALLOWED,
+            Refusal::Audience => reasons::AUDIENCE_NOT_ALLOWED,
+            Refusal::TokenLifetime => reasons::TOKEN_LIFETIME_NOT_ALLOWED,
+            Refusal::OperatorIdentity => reasons::OPERATOR_IDENTITY_NOT_ALLOWED,
+            Refusal::ReservedPath => reasons::RESERVED_PATH,
+            Refusal::Destination => reasons::DESTINATION_NOT_ALLOWED,
         }
     }
 
@@ -65,18 +70,24 @@ pub fn check_spec(vs: &VaultSecret, settings: &Settings) -> Result<()> {
             check_operator_connection(vs, settings)?;
         }
         None => {}
-        Some(auth) => {
-            let invalid = |m: String| Error::InvalidSpec(m);
-            if let Some(k) = &auth.kubernetes {
-                check_auth_mount(&k.mount, "spec.auth.kubernetes.mount").map_err(invalid)?;
-                check_token_request(k, settings)?;
+        Some(auth) => match auth.method() {
+            Some(AuthMethod::Kubernetes(k)) => {
+                check_mount(&k.mount, "spec.auth.kubernetes.mount")?;
+                check_token_request(k.token_request(), settings)?;
             }
-            if let Some(a) = &auth.app_role {
-                check_auth_mount(&a.mount, "spec.auth.appRole.mount").map_err(invalid)?;
+            Some(AuthMethod::Jwt(j)) => {
+                check_mount(&j.mount, "spec.auth.jwt.mount")?;
+                check_token_request(j.token_request(), settings)?;
             }
-        }
+            Some(AuthMethod::AppRole(a)) => check_mount(&a.mount, "spec.auth.appRole.mount")?,
+            Some(AuthMethod::Token(_)) | None => {}
+        },
     }
     Ok(())
+}
+
+fn check_mount(mount: &str, field: &str) -> Result<()> {
+    check_auth_mount(mount, field).map_err(Error::InvalidSpec)
 }
 
 /// The destination may not be a leases Secret (its own or another VaultSecret's) nor, in the
@@ -98,23 +109,24 @@ fn check_destination(vs: &VaultSecret, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Audiences and lifetime of the TokenRequest of a Kubernetes login.
-fn check_token_request(k: &KubernetesAuth, settings: &Settings) -> Result<()> {
-    if let Some(bad) = k
+/// Audiences and lifetime of the TokenRequest of a login that presents a ServiceAccount token.
+fn check_token_request(spec: TokenRequestSpec<'_>, settings: &Settings) -> Result<()> {
+    let field = spec.field;
+    if let Some(bad) = spec
         .audiences
         .iter()
         .find(|a| !settings.allowed_token_audiences.contains(a))
     {
         return Err(Refusal::Audience.because(format!(
-            "spec.auth.kubernetes.audiences: audience {bad:?} is not allowed by the operator (--allowed-token-audiences: {})",
+            "{field}.audiences: audience {bad:?} is not allowed by the operator (--allowed-token-audiences: {})",
             settings.allowed_token_audiences.join(", ")
         )));
     }
     let max = settings.max_token_expiration.as_secs();
-    if u64::try_from(k.token_expiration_seconds).is_ok_and(|s| s > max) {
+    if u64::try_from(spec.expiration_seconds).is_ok_and(|s| s > max) {
         return Err(Refusal::TokenLifetime.because(format!(
-            "spec.auth.kubernetes.tokenExpirationSeconds {} exceeds the operator's --max-token-expiration of {max} s",
-            k.token_expiration_seconds
+            "{field}.tokenExpirationSeconds {} exceeds the operator's --max-token-expiration of {max} s",
+            spec.expiration_seconds
         )));
     }
     Ok(())

@@ -58,7 +58,11 @@ impl Metrics {
         };
         let metrics = Metrics {
             objects: ObjectGauges::new()?,
-            syncs: counter("vaultsync_syncs_total", "Syncs by result (success, error)", &["result"])?,
+            syncs: counter(
+                "vaultsync_syncs_total",
+                "Syncs by result (success, error) and Ready reason",
+                &["result", "reason"],
+            )?,
             sync_duration: Histogram::with_opts(
                 HistogramOpts::new("vaultsync_sync_duration_seconds", "Duration of one sync").buckets(buckets()),
             )?,
@@ -174,7 +178,7 @@ mod tests {
         m.objects.set_ready("ns", "n", true);
         m.objects.set_last_success("ns", "n", 1.0);
         m.objects.set_expiry("ns", "n", Some(1.0));
-        m.syncs.with_label_values(&["success"]).inc();
+        m.syncs.with_label_values(&["success", "Synced"]).inc();
         m.sync_duration.observe(0.1);
         m.rotations.with_label_values(&["ns", "n", "changed"]).inc();
         m.lease_renewals.with_label_values(&["success"]).inc();

@@ -17,12 +17,13 @@ use super::{Failure, Outcome, Report, Request, ResultHook, RolloutResult, Worklo
 use crate::api::VaultSecret;
 use crate::backoff::Backoff;
 use crate::events::{Event, EventType, Publisher};
+use crate::reasons::{event, rollout};
 
 /// Event reason of a restart, on the VaultSecret and on the workload.
-pub const RESTART_TRIGGERED: &str = "RolloutRestartTriggered";
+pub const RESTART_TRIGGERED: &str = event::ROLLOUT_RESTART_TRIGGERED;
 
 /// Failure reason of a workload whose template was updated but that is paused.
-const PAUSED: &str = "WorkloadPaused";
+const PAUSED: &str = rollout::WORKLOAD_PAUSED;
 
 /// Most workloads patched at once.
 const PATCH_CONCURRENCY: usize = 16;
@@ -335,7 +336,7 @@ async fn publish(shared: &Shared, reference: &ObjectReference, note: String) {
         type_: EventType::Normal,
         reason: RESTART_TRIGGERED.into(),
         note: Some(note),
-        action: "RolloutRestart".into(),
+        action: event::ROLLOUT_RESTART.into(),
         secondary: None,
     };
     shared.recorder.publish(&event, reference).await;

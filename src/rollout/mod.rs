@@ -30,6 +30,7 @@ pub use references::uses_secret;
 
 use crate::api::{Rollout, VaultSecret, VaultSecretStatus, WorkloadKind};
 use crate::backoff::Backoff;
+use crate::reasons::rollout;
 
 /// A workload, by kind, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,11 +73,16 @@ impl Failure {
     pub fn from_kube(err: kube::Error, action: &str) -> Self {
         match err {
             kube::Error::Api(s) if s.code == 403 => Failure::new(
-                "Forbidden",
+                rollout::FORBIDDEN,
                 format!("the operator may not {action} (403 Forbidden): see config/rbac/role.yaml"),
             ),
-            kube::Error::Api(s) if s.code == 404 => Failure::new("TargetNotFound", format!("{action}: not found")),
-            e => Failure::new("KubernetesError", format!("Kubernetes API error during {action}: {e}")),
+            kube::Error::Api(s) if s.code == 404 => {
+                Failure::new(rollout::TARGET_NOT_FOUND, format!("{action}: not found"))
+            }
+            e => Failure::new(
+                rollout::KUBERNETES_ERROR,
+                format!("Kubernetes API error during {action}: {e}"),
+            ),
         }
     }
 }
@@ -168,7 +174,7 @@ impl Report {
             let names: Vec<String> = self.restarted.iter().map(ToString::to_string).collect();
             return Summary {
                 ok: true,
-                reason: "Restarted",
+                reason: rollout::RESTARTED,
                 message: format!(
                     "Restarted {} after the content of Secret {secret} changed",
                     list(&names)
@@ -178,14 +184,14 @@ impl Report {
         if self.outcomes.is_empty() {
             return Summary {
                 ok: true,
-                reason: "NoWorkloads",
+                reason: rollout::NO_WORKLOADS,
                 message: format!("No workload uses Secret {secret}"),
             };
         }
         let names: Vec<String> = self.outcomes.keys().map(ToString::to_string).collect();
         Summary {
             ok: true,
-            reason: "UpToDate",
+            reason: rollout::UP_TO_DATE,
             message: format!("{} already had the current content of Secret {secret}", list(&names)),
         }
     }

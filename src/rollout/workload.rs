@@ -14,6 +14,7 @@ use super::references::uses_secret;
 use super::{Failure, Target, WorkloadRef};
 use crate::MANAGER;
 use crate::api::WorkloadKind;
+use crate::reasons::rollout;
 
 /// What patching one workload did.
 pub struct Patched {
@@ -100,7 +101,7 @@ pub async fn patch(
         .map_err(|e| Failure::from_kube(e, &format!("read {workload}")))?
         .ok_or_else(|| {
             Failure::new(
-                "TargetNotFound",
+                rollout::TARGET_NOT_FOUND,
                 format!("{workload} not found in namespace {}", workload.namespace),
             )
         })?;
@@ -155,7 +156,7 @@ async fn api_resource(client: &Client, kind: WorkloadKind) -> Result<ApiResource
 
 fn argo_missing() -> Failure {
     Failure::new(
-        "RolloutKindNotServed",
+        rollout::KIND_NOT_SERVED,
         "kind Rollout (argoproj.io/v1alpha1) is not served by this cluster: is Argo Rollouts installed?".into(),
     )
 }

@@ -4,6 +4,8 @@
 //! own errors can carry the raw body. Only the HTTP status and Vault's error strings (which
 //! describe the request, not the data) are kept.
 
+use crate::reasons;
+
 /// Result of a Vault operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -43,15 +45,20 @@ pub enum Error {
 impl Error {
     /// Static reason, used for condition reasons, Event reasons and metric labels.
     pub fn reason(&self) -> &'static str {
+        self.entry().name
+    }
+
+    /// The error's row of the reasons table.
+    pub(crate) fn entry(&self) -> reasons::Ready {
         match self {
-            Error::Unavailable { .. } => "VaultUnavailable",
-            Error::PermissionDenied { .. } => "PermissionDenied",
-            Error::NotFound { .. } => "NotFound",
-            Error::RateLimited { .. } => "RateLimited",
-            Error::Rejected { .. } => "VaultRejected",
-            Error::InvalidResponse { .. } => "InvalidResponse",
-            Error::LoginFailed { .. } => "LoginFailed",
-            Error::Config(_) => "InvalidVaultConfig",
+            Error::Unavailable { .. } => reasons::VAULT_UNAVAILABLE,
+            Error::PermissionDenied { .. } => reasons::PERMISSION_DENIED,
+            Error::NotFound { .. } => reasons::NOT_FOUND,
+            Error::RateLimited { .. } => reasons::RATE_LIMITED,
+            Error::Rejected { .. } => reasons::VAULT_REJECTED,
+            Error::InvalidResponse { .. } => reasons::INVALID_RESPONSE,
+            Error::LoginFailed { .. } => reasons::LOGIN_FAILED,
+            Error::Config(_) => reasons::INVALID_VAULT_CONFIG,
         }
     }
 
@@ -70,7 +77,7 @@ impl Error {
 
     /// Whether retrying the same request later can succeed without a spec change.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Config(_))
+        self.entry().retry != reasons::Retry::Slowly
     }
 
     /// Classifies a vaultrs error for `operation` (e.g. `read secret/shop`) against `address`.
@@ -81,7 +88,9 @@ impl Error {
         match err {
             C::APIError { code, errors } => Self::from_status(code, errors, address, operation),
             C::RestClientError { source } => match source {
-                Rest::ServerResponseError { code, .. } => Self::from_status(code, Vec::new(), address, operation),
+                Rest::ServerResponseError { code, content } => {
+                    Self::from_status(code, vault_errors(content.as_deref()), address, operation)
+                }
                 Rest::RequestError { source, .. } | Rest::ResponseError { source } => Error::Unavailable {
                     address: address.to_owned(),
                     detail: transport_detail(&source),
@@ -132,6 +141,20 @@ impl Error {
     }
 }
 
+/// Vault's own `errors` strings from an error response body (they describe the request, never the
+/// data); nothing else of the body is kept.
+fn vault_errors(content: Option<&str>) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+    content
+        .and_then(|c| serde_json::from_str::<Body>(c).ok())
+        .map(|b| b.errors)
+        .unwrap_or_default()
+}
+
 /// The transport error chain in words, without anything the server sent.
 fn transport_detail(source: &anyhow::Error) -> String {
     let text = format!("{source:#}");
@@ -176,6 +199,21 @@ mod tests {
         assert_eq!(reason(503, &["Vault is sealed"]), "VaultUnavailable");
         assert_eq!(reason(500, &["internal error"]), "VaultUnavailable");
         assert_eq!(reason(400, &["bad"]), "VaultRejected");
+    }
+
+    #[test]
+    fn raw_error_responses_keep_vaults_reason_and_nothing_else() {
+        let err = vaultrs::error::ClientError::RestClientError {
+            source: rustify::errors::ClientError::ServerResponseError {
+                code: 400,
+                content: Some(r#"{"errors":["common name not allowed by this role"],"data":{"x":"hunter2"}}"#.into()),
+            },
+        };
+        let classified = Error::from_client(err, "http://v", "pki/issue/web");
+        assert_eq!(
+            classified.to_string(),
+            "Vault rejected pki/issue/web with status 400: common name not allowed by this role"
+        );
     }
 
     #[test]

@@ -1,44 +1,19 @@
 //! Leased secrets: generic reads that keep Vault's lease envelope, and `sys/leases/*`.
 //!
 //! vaultrs strips the envelope (`lease_id`, `lease_duration`, `renewable`) from generic reads
-//! and has no `sys/leases` API, so these requests are built on its public rustify machinery and
-//! sent through the same authenticated client.
+//! and has no `sys/leases` API, so these requests are [`Raw`] requests sent through the same
+//! authenticated client.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rustify::endpoint::Endpoint;
-use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use rustify::enums::RequestMethod;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vaultrs::client::{Client, VaultClient};
+use vaultrs::client::VaultClient;
 
+use super::raw::{Raw, send};
 use super::{Error, Result};
-
-/// One request to an arbitrary Vault path.
-struct Raw {
-    path: String,
-    method: RequestMethod,
-    body: Option<Value>,
-}
-
-impl Endpoint for Raw {
-    type Response = Value;
-    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
-    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> RequestMethod {
-        self.method.clone()
-    }
-
-    fn body(&self) -> std::result::Result<Option<Vec<u8>>, rustify::errors::ClientError> {
-        Ok(self.body.as_ref().map(|b| b.to_string().into_bytes()))
-    }
-}
 
 /// Vault's response envelope for a leased secret.
 #[derive(Deserialize)]
@@ -81,19 +56,6 @@ pub struct Renewed {
     /// Lifetime granted from now; less than asked when the max TTL is near.
     pub duration: Duration,
     pub renewable: bool,
-}
-
-async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec<u8>> {
-    let address = client.settings.address.as_str().to_owned();
-    let result = request.with_middleware(client.middle()).exec(client.http()).await;
-    match result {
-        Ok(response) => Ok(response.raw()),
-        Err(e) => Err(Error::from_client(
-            vaultrs::error::ClientError::RestClientError { source: e },
-            &address,
-            operation,
-        )),
-    }
 }
 
 fn parse_envelope(bytes: &[u8], operation: &str) -> Result<Envelope> {

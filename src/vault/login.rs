@@ -2,32 +2,33 @@
 
 use std::time::Duration;
 
+use rustify::enums::RequestMethod;
 use vaultrs::api::AuthInfo;
 use vaultrs::client::VaultClient;
 
+use super::raw::{Raw, send};
 use super::{Connection, Error, Result, client};
 
-/// Secret material for one login. Used once and dropped; never printed.
+/// Secret material for one login, made by the method's file under [`super::auth`]. Used once and
+/// dropped; never printed.
 pub enum Credential {
-    /// A ready Vault token (the operator's own, or one from a Secret).
+    /// A ready Vault token (the operator's own, or one from a Secret): no request to Vault.
     Token(String),
-    /// A ServiceAccount JWT for Vault's Kubernetes auth.
-    Kubernetes { mount: String, role: String, jwt: String },
-    /// AppRole role ID and secret ID.
-    AppRole {
+    /// A login request: `POST auth/<mount>/login` with `body` (which holds the secret).
+    Login {
+        /// The auth method, for messages and metrics (`kubernetes`, `jwt`, …).
+        method: &'static str,
         mount: String,
-        role_id: String,
-        secret_id: String,
+        body: serde_json::Value,
     },
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Credential::Token(_) => "Credential::Token(..)",
-            Credential::Kubernetes { .. } => "Credential::Kubernetes(..)",
-            Credential::AppRole { .. } => "Credential::AppRole(..)",
-        })
+        match self {
+            Credential::Token(_) => f.write_str("Credential::Token(..)"),
+            Credential::Login { method, mount, .. } => write!(f, "Credential::Login({method} at auth/{mount}, ..)"),
+        }
     }
 }
 
@@ -48,9 +49,7 @@ pub struct Token {
 
 /// Logs in with `credential` at `conn`.
 pub async fn login(conn: &Connection, credential: Credential, timeout: Duration) -> Result<Token> {
-    let anonymous = client::build(conn, "", timeout)?;
-    let address = conn.address.as_str();
-    let (method, info) = match credential {
+    let (method, mount, body) = match credential {
         Credential::Token(token) => {
             let client = client::build(conn, &token, timeout)?;
             return Ok(Token {
@@ -61,21 +60,32 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
                 increment: None,
             });
         }
-        Credential::Kubernetes { mount, role, jwt } => (
-            "kubernetes",
-            vaultrs::auth::kubernetes::login(&anonymous, &mount, &role, &jwt).await,
-        ),
-        Credential::AppRole {
-            mount,
-            role_id,
-            secret_id,
-        } => (
-            "approle",
-            vaultrs::auth::approle::login(&anonymous, &mount, &role_id, &secret_id).await,
-        ),
+        Credential::Login { method, mount, body } => (method, mount, body),
     };
-    let info = info.map_err(|e| login_error(e, address, method))?;
+    let anonymous = client::build(conn, "", timeout)?;
+    let request = Raw {
+        path: format!("auth/{}/login", mount.trim_matches('/')),
+        method: RequestMethod::POST,
+        body: Some(body),
+    };
+    let operation = format!("{method} login");
+    let bytes = send(&anonymous, &operation, request)
+        .await
+        .map_err(|e| login_error(e, method))?;
+    let info = serde_json::from_slice::<Answer>(&bytes)
+        .ok()
+        .and_then(|answer| answer.auth)
+        .ok_or_else(|| Error::InvalidResponse {
+            operation,
+            detail: "the login response holds no token".into(),
+        })?;
     token_from(conn, info, timeout)
+}
+
+/// The part of a login response that matters.
+#[derive(serde::Deserialize)]
+struct Answer {
+    auth: Option<AuthInfo>,
 }
 
 /// Checks that `token` is still valid (`lookup-self`) and returns it with its remaining lifetime.
@@ -116,8 +126,8 @@ fn token_from(conn: &Connection, info: AuthInfo, timeout: Duration) -> Result<To
 
 /// A refused login is `LoginFailed` (bad role, bad credential, ServiceAccount not bound), not a
 /// permission problem of the read that follows; an unreachable Vault stays `Unavailable`.
-fn login_error(err: vaultrs::error::ClientError, address: &str, method: &str) -> Error {
-    match Error::from_client(err, address, &format!("{method} login")) {
+fn login_error(err: Error, method: &str) -> Error {
+    match err {
         Error::PermissionDenied { .. } => Error::LoginFailed {
             method: method.into(),
             detail: "permission denied".into(),

@@ -3,21 +3,25 @@
 //! One authenticated client exists per (connection, identity) pair ([`Sessions`]) and is shared
 //! by every VaultSecret that uses it.
 
+pub mod auth;
 mod client;
 mod coalesce;
 mod error;
+mod identity;
 pub mod kv;
 pub mod lease;
 mod login;
 pub mod pki;
+mod raw;
 mod sessions;
 
 use std::sync::Arc;
 
 pub use client::parse_address;
 pub use error::{Error, Result};
+pub use identity::{Field, Identity};
 pub use login::Credential;
-pub use sessions::{Handle, Outcome, Sessions, TokenEnd, TokenStore, legacy_token_key, token_key, token_ref};
+pub use sessions::{Handle, Outcome, Sessions, TokenEnd, TokenStore, token_key, token_ref};
 use url::Url;
 
 /// Where a Vault server is and how to trust it.
@@ -29,59 +33,6 @@ pub struct Connection {
     pub namespace: Option<String>,
     /// PEM CA bundle; the system roots when absent.
     pub ca_pem: Option<Arc<[u8]>>,
-}
-
-/// Who a client authenticates as. Holds no secret: only what tells identities apart, so a
-/// changed credential (new Secret resourceVersion, recreated ServiceAccount) is a new identity.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Identity {
-    /// The operator's own token (`--vault-token-file`), for allow-listed namespaces.
-    Operator,
-    /// Kubernetes auth as a ServiceAccount.
-    Kubernetes {
-        mount: String,
-        role: String,
-        namespace: String,
-        service_account: String,
-        /// The ServiceAccount's UID: a recreated ServiceAccount is another identity.
-        uid: String,
-        audiences: Vec<String>,
-    },
-    /// AppRole auth with the secret ID from a Secret.
-    AppRole {
-        mount: String,
-        role_id: String,
-        namespace: String,
-        secret: String,
-        secret_uid: String,
-        secret_version: String,
-    },
-    /// A token from a Secret.
-    Token {
-        namespace: String,
-        secret: String,
-        secret_uid: String,
-        secret_version: String,
-    },
-}
-
-impl Identity {
-    /// A metric label that tells identities apart without anything secret in it.
-    pub fn label(&self) -> String {
-        match self {
-            Identity::Operator => "operator".into(),
-            Identity::Kubernetes {
-                namespace,
-                service_account,
-                role,
-                ..
-            } => {
-                format!("kubernetes/{namespace}/{service_account}/{role}")
-            }
-            Identity::AppRole { namespace, secret, .. } => format!("approle/{namespace}/{secret}"),
-            Identity::Token { namespace, secret, .. } => format!("token/{namespace}/{secret}"),
-        }
-    }
 }
 
 /// Times `request` as Vault operation `operation` in `metrics`.

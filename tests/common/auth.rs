@@ -10,6 +10,8 @@ use super::{Bao, Operator};
 
 /// Mount of OpenBao's Kubernetes auth method (the default of `spec.auth.kubernetes.mount`).
 pub const KUBERNETES_MOUNT: &str = "kubernetes";
+/// Mount of OpenBao's JWT auth method (the default of `spec.auth.jwt.mount`).
+pub const JWT_MOUNT: &str = "jwt";
 /// Mount of OpenBao's AppRole auth method (the default of `spec.auth.appRole.mount`).
 pub const APPROLE_MOUNT: &str = "approle";
 /// The ServiceAccount OpenBao reviews login tokens with.
@@ -36,7 +38,8 @@ subjects:
     namespace: kube-system
 ";
 
-/// Enables and configures the `kubernetes/` and `approle/` auth methods, once per test binary.
+/// Enables and configures the `kubernetes/`, `jwt/` and `approle/` auth methods, once per test
+/// binary.
 /// Idempotent, so binaries attached to one environment (`VAULTSYNC_ENV_DIR`) can all call it.
 pub fn setup(op: &Operator) {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -61,20 +64,38 @@ fn configure(op: &Operator) {
     let bao = &op.bao;
     enable(bao, "kubernetes", KUBERNETES_MOUNT);
     enable(bao, "approle", APPROLE_MOUNT);
+    enable(bao, "jwt", JWT_MOUNT);
     // Logins send the role in the clear: let the audit log show it, so a login (even a refused
     // one) can be attributed to the role a test dedicated to itself.
-    bao.run(&[
-        "auth",
-        "tune",
-        "-audit-non-hmac-request-keys=role",
-        &format!("{KUBERNETES_MOUNT}/"),
-    ]);
+    for mount in [KUBERNETES_MOUNT, JWT_MOUNT] {
+        bao.run(&[
+            "auth",
+            "tune",
+            "-audit-non-hmac-request-keys=role",
+            &format!("{mount}/"),
+        ]);
+    }
     bao.run(&[
         "write",
         &format!("auth/{KUBERNETES_MOUNT}/config"),
         &format!("kubernetes_host={}", env.api_server_url()),
         &format!("kubernetes_ca_cert={}", env.ca_pem()),
         &format!("token_reviewer_jwt={reviewer_jwt}"),
+    ]);
+    // JWT auth checks ServiceAccount tokens itself, against the API server's signing key and
+    // issuer, and never calls the API server.
+    let discovery = env
+        .kubectl()
+        .args(["get", "--raw", "/.well-known/openid-configuration"])
+        .output()
+        .expect("kubectl get --raw");
+    let discovery: Value = serde_json::from_slice(&discovery.stdout).expect("OpenID discovery document");
+    let issuer = discovery["issuer"].as_str().expect("issuer");
+    bao.run(&[
+        "write",
+        &format!("auth/{JWT_MOUNT}/config"),
+        &format!("jwt_validation_pubkeys={}", env.service_account_key_pem()),
+        &format!("bound_issuer={issuer}"),
     ]);
 }
 
@@ -123,6 +144,31 @@ pub fn kubernetes_role(bao: &Bao, role: &str, namespace: &str, service_account: 
         format!("bound_service_account_names={service_account}"),
         format!("bound_service_account_namespaces={namespace}"),
         "audience=vault".to_owned(),
+        format!("token_policies={policy}"),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bao.run(&args);
+}
+
+/// JWT auth role `role` for ServiceAccount `service_account` of `namespace` (the token's `sub`),
+/// token audience `audience`, `policy`. `extra` adds role parameters such as `token_ttl=20s`.
+pub fn jwt_role(
+    bao: &Bao,
+    role: &str,
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+    policy: &str,
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "write".to_owned(),
+        format!("auth/{JWT_MOUNT}/role/{role}"),
+        "role_type=jwt".to_owned(),
+        "user_claim=sub".to_owned(),
+        format!("bound_subject=system:serviceaccount:{namespace}:{service_account}"),
+        format!("bound_audiences={audience}"),
         format!("token_policies={policy}"),
     ];
     args.extend(extra.iter().map(|a| (*a).to_owned()));
@@ -187,7 +233,16 @@ pub fn token_with_policy(bao: &Bao, policy: &str) -> String {
 /// Responses to Kubernetes logins that asked for `role` (successful or not; the role is logged
 /// in the clear, see [`setup`]).
 pub fn kubernetes_logins(bao: &Bao, role: &str) -> Vec<Value> {
-    let path = format!("auth/{KUBERNETES_MOUNT}/login");
+    logins(bao, KUBERNETES_MOUNT, role)
+}
+
+/// Responses to JWT logins that asked for `role`, as [`kubernetes_logins`].
+pub fn jwt_logins(bao: &Bao, role: &str) -> Vec<Value> {
+    logins(bao, JWT_MOUNT, role)
+}
+
+fn logins(bao: &Bao, mount: &str, role: &str) -> Vec<Value> {
+    let path = format!("auth/{mount}/login");
     let mut entries = bao.audit_responses();
     entries.retain(|e| e["request"]["path"] == path.as_str() && e["request"]["data"]["role"] == role);
     entries

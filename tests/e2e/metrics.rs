@@ -61,8 +61,15 @@ async fn metrics_follow_a_sync_a_rotation_and_a_failure_and_vanish_with_the_vaul
         format!("vaultsync_rotations_total{{name=\"good\",namespace=\"{ns}\",reason=\"changed\"}}"),
         &|v| v == 1.0,
     );
-    expect("vaultsync_syncs_total{result=\"success\"}".into(), &|v| v >= 2.0);
-    expect("vaultsync_syncs_total{result=\"error\"}".into(), &|v| v >= 1.0);
+    expect(
+        "vaultsync_syncs_total{reason=\"Synced\",result=\"success\"}".into(),
+        &|v| v >= 2.0,
+    );
+    // A failed sync says why: the same reason as its Ready condition.
+    expect(
+        "vaultsync_syncs_total{reason=\"NotFound\",result=\"error\"}".into(),
+        &|v| v >= 1.0,
+    );
     expect("vaultsync_sync_duration_seconds_count".into(), &|v| v >= 3.0);
     expect(
         "vaultsync_vault_requests_total{operation=\"read\",status=\"2xx\"}".into(),

@@ -275,18 +275,35 @@ async fn a_token_kept_by_an_older_version_is_picked_up_and_kept_under_the_new_ke
         namespace: None,
         ca_pem: None,
     };
-    let identity = vaultsync::vault::Identity::Kubernetes {
-        mount: "kubernetes".into(),
-        role: t.ns.clone(),
-        namespace: t.ns.clone(),
-        service_account: "app".into(),
-        uid: sa.metadata.uid.clone().expect("uid"),
-        audiences: vec!["vault".into()],
+    let uid = sa.metadata.uid.clone().expect("uid");
+    // The key as versions before 2 derived it, written out here rather than asked of the code
+    // under test: the Debug output of their identity enum, hashed with the address.
+    let legacy = {
+        use sha2::Digest;
+        let debug = format!(
+            r#"Kubernetes {{ mount: "kubernetes", role: "{ns}", namespace: "{ns}", service_account: "app", uid: "{uid}", audiences: ["vault"] }}"#,
+            ns = t.ns
+        );
+        let mut hash = sha2::Sha256::new();
+        hash.update(conn.address.as_str());
+        hash.update([0]);
+        hash.update([0]);
+        hash.update(debug);
+        hex::encode(&hash.finalize()[..16])
     };
-    let (legacy, key) = (
-        vaultsync::vault::legacy_token_key(&conn, &identity),
-        vaultsync::vault::token_key(&conn, &identity),
+    let identity = vaultsync::vault::Identity::new(
+        "kubernetes",
+        format!("kubernetes/{}/app/{}", t.ns, t.ns),
+        vec![
+            ("mount", "kubernetes".into()),
+            ("role", t.ns.as_str().into()),
+            ("namespace", t.ns.as_str().into()),
+            ("service_account", "app".into()),
+            ("uid", uid.into()),
+            ("audiences", ["vault".to_owned()].as_slice().into()),
+        ],
     );
+    let key = vaultsync::vault::token_key(&conn, &identity);
     let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     let patch = json!({

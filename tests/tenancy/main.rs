@@ -15,6 +15,7 @@ mod team;
 mod audit;
 mod default_identity;
 mod isolation;
+mod jwt;
 mod leaks;
 mod methods;
 mod privileged;

@@ -301,6 +301,13 @@ impl Env {
         fs::read_to_string(Pki::at(&self.dir).ca_cert()).unwrap_or_default()
     }
 
+    /// The PEM public key the API server's ServiceAccount tokens are verified with (what a Vault
+    /// JWT auth method is given as `jwt_validation_pubkeys`).
+    pub fn service_account_key_pem(&self) -> String {
+        // Written before the API server started and never removed while it runs.
+        fs::read_to_string(Pki::at(&self.dir).sa_pub()).unwrap_or_default()
+    }
+
     /// Stops every process of the environment and waits for them to exit; removes the node's
     /// containers and mounts.
     pub fn down(self) -> Result<()> {

@@ -12,6 +12,7 @@ use crate::api::{PendingRevocation, VaultSecret, VaultSecretStatus};
 use crate::controller::Context;
 use crate::controller::error::{Error, Result};
 use crate::events::EventType;
+use crate::reasons::event;
 use crate::vault;
 
 /// Finalizer that holds a deleted VaultSecret until its leases are revoked.
@@ -145,7 +146,7 @@ pub async fn finalize(
     if failed.is_empty() {
         if !leases.is_empty() {
             let note = format!("Revoked {} lease(s) on deletion", leases.len());
-            ctx.publish(vs, EventType::Normal, "LeasesRevoked", note).await;
+            ctx.publish(vs, EventType::Normal, event::LEASES_REVOKED, note).await;
         }
     } else if attempt < DELETE_ATTEMPTS {
         return Err(Error::LeasesNotRevoked(format!(
@@ -157,7 +158,8 @@ pub async fn finalize(
             "Gave up revoking lease(s) {} after {attempt} attempts; they stay valid until they expire",
             failed.join(", ")
         );
-        ctx.publish(vs, EventType::Warning, "LeasesNotRevoked", note).await;
+        ctx.publish(vs, EventType::Warning, event::LEASES_NOT_REVOKED, note)
+            .await;
     }
     if vs.meta().deletion_timestamp.is_some() {
         set_finalizer(vs, ctx, false).await?;

@@ -30,7 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use vaultrs::client::VaultClient;
 
 pub use ends::TokenEnd;
-pub use store::{TokenStore, key as token_key, legacy_key as legacy_token_key, token_ref};
+pub use store::{TokenStore, key as token_key, token_ref};
 
 use ends::Ends;
 
@@ -65,7 +65,7 @@ struct Entry {
     /// [`store::key`] of the identity.
     key: String,
     /// [`store::legacy_key`] of the identity, to pick up a token an older operator kept.
-    legacy_key: String,
+    legacy_key: Option<String>,
     /// [`Identity::label`], for the token expiry metric.
     label: String,
     metrics: Metrics,
@@ -329,7 +329,7 @@ impl Sessions {
                     held_until: Mutex::new(None),
                     key: store::key(conn, identity),
                     legacy_key: store::legacy_key(conn, identity),
-                    label: identity.label(),
+                    label: identity.label().to_owned(),
                     metrics: self.metrics.clone(),
                     ends: self.ends.clone(),
                 })

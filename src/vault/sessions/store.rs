@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::token::Session;
 use super::{EXPIRY_MARGIN, Entry, Handle, Sessions, State, lock, start_renewing};
-use crate::vault::{self, Connection, Identity, login};
+use crate::vault::{self, Connection, Field, Identity, login};
 
 /// Persistent storage for tokens, keyed by [`key`]. Values are opaque to the store (see
 /// [`Kept`]). Implementations must keep them secret (the controller uses a Secret in the
@@ -72,57 +72,57 @@ impl Kept {
 }
 
 /// A stable name for (connection, identity): the same after a restart and an upgrade, nothing
-/// secret in it. Version 2 hashes an explicit encoding of every field (`v2-` prefix), so renaming
-/// a Rust field changes nothing.
+/// secret in it. Version 2 hashes an explicit encoding (`v2-` prefix): the address, the Vault
+/// namespace, the method and the identity's fields in order, each length-prefixed, lists joined
+/// by `,`. Renaming a Rust type or field changes nothing.
 pub fn key(conn: &Connection, identity: &Identity) -> String {
-    let mut fields: Vec<&str> = vec![conn.address.as_str(), conn.namespace.as_deref().unwrap_or_default()];
-    let audiences;
-    match identity {
-        Identity::Operator => fields.push("operator"),
-        Identity::Kubernetes {
-            mount,
-            role,
-            namespace,
-            service_account,
-            uid,
-            audiences: list,
-        } => {
-            audiences = list.join(",");
-            fields.extend(["kubernetes", mount, role, namespace, service_account, uid, &audiences]);
-        }
-        Identity::AppRole {
-            mount,
-            role_id,
-            namespace,
-            secret,
-            secret_uid,
-            secret_version,
-        } => fields.extend(["approle", mount, role_id, namespace, secret, secret_uid, secret_version]),
-        Identity::Token {
-            namespace,
-            secret,
-            secret_uid,
-            secret_version,
-        } => fields.extend(["token", namespace, secret, secret_uid, secret_version]),
-    }
+    let mut fields: Vec<std::borrow::Cow<'_, str>> = vec![
+        conn.address.as_str().into(),
+        conn.namespace.as_deref().unwrap_or_default().into(),
+        identity.method().into(),
+    ];
+    fields.extend(identity.fields().map(|(_, value)| match value {
+        Field::Text(text) => text.as_str().into(),
+        Field::List(list) => list.join(",").into(),
+    }));
     let mut hash = Sha256::new();
     for field in fields {
         hash.update((field.len() as u64).to_be_bytes());
-        hash.update(field);
+        hash.update(field.as_bytes());
     }
     format!("v2-{}", hex::encode(&hash.finalize()[..16]))
 }
 
-/// The key versions before 2 used, from the identity's `Debug` output: read once, to carry a
-/// token kept by an older operator over to [`key`]. Remove with the version after next.
-pub fn legacy_key(conn: &Connection, identity: &Identity) -> String {
+/// The key versions before 2 used, from the `Debug` output of the identity enum they had: read
+/// once, to carry a token kept by an older operator over to [`key`]. `None` for methods those
+/// versions did not have. Remove with the version after next.
+pub fn legacy_key(conn: &Connection, identity: &Identity) -> Option<String> {
     let mut hash = Sha256::new();
     hash.update(conn.address.as_str());
     hash.update([0]);
     hash.update(conn.namespace.as_deref().unwrap_or_default());
     hash.update([0]);
-    hash.update(format!("{identity:?}"));
-    hex::encode(&hash.finalize()[..16])
+    hash.update(legacy_debug(identity)?);
+    Some(hex::encode(&hash.finalize()[..16]))
+}
+
+/// What `format!("{identity:?}")` printed for the enum `Identity` of versions before 2.
+fn legacy_debug(identity: &Identity) -> Option<String> {
+    let variant = match identity.method() {
+        "operator" => return Some("Operator".into()),
+        "kubernetes" => "Kubernetes",
+        "approle" => "AppRole",
+        "token" => "Token",
+        _ => return None,
+    };
+    let fields: Vec<String> = identity
+        .fields()
+        .map(|(name, value)| match value {
+            Field::Text(text) => format!("{name}: {text:?}"),
+            Field::List(list) => format!("{name}: {list:?}"),
+        })
+        .collect();
+    Some(format!("{variant} {{ {} }}", fields.join(", ")))
 }
 
 /// A short hash that names a token in status and metrics without revealing it.
@@ -163,10 +163,11 @@ impl Sessions {
             Some(value) => Kept::decode(&value).token,
             None => {
                 // Kept by an older operator under the key it used: carry it over.
-                let value = store.load(entry.legacy_key.clone()).await?;
+                let legacy = entry.legacy_key.clone()?;
+                let value = store.load(legacy.clone()).await?;
                 let token = Kept::decode(&value).token;
                 store.save(entry.key.clone(), Kept::encode(conn, &token)).await;
-                store.remove(entry.legacy_key.clone()).await;
+                store.remove(legacy).await;
                 token
             }
         };
@@ -238,19 +239,25 @@ mod tests {
             namespace: None,
             ca_pem: None,
         };
-        assert_eq!(key(&conn, &Identity::Operator), key(&conn, &Identity::Operator));
-        let sa = |uid: &str| Identity::Kubernetes {
-            mount: "kubernetes".into(),
-            role: "shop".into(),
-            namespace: "shop".into(),
-            service_account: "app".into(),
-            uid: uid.into(),
-            audiences: vec!["vault".into()],
+        assert_eq!(key(&conn, &Identity::operator()), key(&conn, &Identity::operator()));
+        let sa = |uid: &str| {
+            Identity::new(
+                "kubernetes",
+                "kubernetes/shop/app/shop".into(),
+                vec![
+                    ("mount", "kubernetes".into()),
+                    ("role", "shop".into()),
+                    ("namespace", "shop".into()),
+                    ("service_account", "app".into()),
+                    ("uid", uid.into()),
+                    ("audiences", ["vault".to_owned()].as_slice().into()),
+                ],
+            )
         };
         // Pinned: a change here orphans every kept token on upgrade (leases re-issued).
         assert_eq!(key(&conn, &sa("u1")), "v2-0791ce2aec3195332a19d9705b372823");
         assert_ne!(key(&conn, &sa("u1")), key(&conn, &sa("u2")));
-        assert_ne!(key(&conn, &sa("u1")), legacy_key(&conn, &sa("u1")));
+        assert_ne!(Some(key(&conn, &sa("u1"))), legacy_key(&conn, &sa("u1")));
         assert!(
             key(&conn, &sa("u1"))
                 .bytes()
@@ -260,5 +267,49 @@ mod tests {
         let r = token_ref(token);
         assert_eq!(r.len(), 16);
         assert!(!token.contains(&r) && !r.contains("canary"));
+    }
+
+    #[test]
+    fn legacy_keys_are_what_the_identity_enum_of_earlier_versions_printed() {
+        // Strings printed by `#[derive(Debug)]` on the enum versions before 2 had.
+        let approle = Identity::new(
+            "approle",
+            "approle/ns/s".into(),
+            vec![
+                ("mount", "approle".into()),
+                ("role_id", "r-1".into()),
+                ("namespace", "ns".into()),
+                ("secret", "s".into()),
+                ("secret_uid", "u".into()),
+                ("secret_version", "7".into()),
+            ],
+        );
+        assert_eq!(
+            legacy_debug(&approle).as_deref(),
+            Some(
+                r#"AppRole { mount: "approle", role_id: "r-1", namespace: "ns", secret: "s", secret_uid: "u", secret_version: "7" }"#
+            )
+        );
+        let sa = Identity::new(
+            "kubernetes",
+            "kubernetes/shop/app/shop".into(),
+            vec![
+                ("mount", "kubernetes".into()),
+                ("role", "shop".into()),
+                ("namespace", "shop".into()),
+                ("service_account", "app".into()),
+                ("uid", "u1".into()),
+                ("audiences", ["vault".to_owned(), "b\"q".to_owned()].as_slice().into()),
+            ],
+        );
+        assert_eq!(
+            legacy_debug(&sa).as_deref(),
+            Some(
+                r#"Kubernetes { mount: "kubernetes", role: "shop", namespace: "shop", service_account: "app", uid: "u1", audiences: ["vault", "b\"q"] }"#
+            )
+        );
+        assert_eq!(legacy_debug(&Identity::operator()).as_deref(), Some("Operator"));
+        let jwt = Identity::new("jwt", "jwt/ns/sa/r".into(), vec![("role", "r".into())]);
+        assert_eq!(legacy_debug(&jwt), None, "no earlier version kept JWT tokens");
     }
 }

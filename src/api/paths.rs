@@ -12,7 +12,7 @@
 //! - `.` and `..` segments, empty segments, and `%`, `\`, `?`, `#`, which URL parsing would turn
 //!   into another path, a query or a fragment.
 
-use super::source::{KvEngine, Source};
+use super::source::{KvEngine, LeasedSpec, SourceSpec};
 
 /// Mount names that reach Vault's own machinery rather than a secrets engine.
 pub const RESERVED_SEGMENTS: [&str; 4] = ["sys", "auth", "cubbyhole", "identity"];
@@ -30,20 +30,21 @@ pub const NO_DOT_SEGMENTS_RULE: &str = "!self.split('/').exists(s, s == '.' || s
 pub const NO_RESERVED_SEGMENTS_RULE: &str = "!self.split('/').exists(s, s in ['sys', 'auth', 'cubbyhole', 'identity'])";
 
 /// Checks the Vault paths of `source`; the error names the field and the rule.
-pub fn check_source(source: &Source, field: &str) -> Result<(), String> {
-    if let Some(kv) = &source.kv {
-        check(&kv.mount, &format!("{field}.kv.mount"), true)?;
-        check(&kv.path, &format!("{field}.kv.path"), kv.engine == KvEngine::V1)?;
+pub fn check_source(spec: SourceSpec<'_>, field: &str) -> Result<(), String> {
+    match spec {
+        SourceSpec::Kv(kv) => {
+            check(&kv.mount, &format!("{field}.kv.mount"), true)?;
+            check(&kv.path, &format!("{field}.kv.path"), kv.engine == KvEngine::V1)
+        }
+        SourceSpec::Leased(LeasedSpec::Dynamic(d)) => {
+            check(&d.mount, &format!("{field}.dynamic.mount"), true)?;
+            check(&d.path, &format!("{field}.dynamic.path"), true)
+        }
+        SourceSpec::Leased(LeasedSpec::Pki(p)) => {
+            check(&p.mount, &format!("{field}.pki.mount"), true)?;
+            check(&p.role, &format!("{field}.pki.role"), false)
+        }
     }
-    if let Some(d) = &source.dynamic {
-        check(&d.mount, &format!("{field}.dynamic.mount"), true)?;
-        check(&d.path, &format!("{field}.dynamic.path"), true)?;
-    }
-    if let Some(p) = &source.pki {
-        check(&p.mount, &format!("{field}.pki.mount"), true)?;
-        check(&p.role, &format!("{field}.pki.role"), false)?;
-    }
-    Ok(())
 }
 
 /// Checks the mount of an auth method (`auth/<mount>/login`): a path that stays under `auth/`.
@@ -81,7 +82,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn source(v: serde_json::Value) -> Source {
+    fn source(v: serde_json::Value) -> super::super::source::Source {
         serde_json::from_value(v).unwrap()
     }
 
@@ -94,7 +95,7 @@ mod tests {
                 json!({"dynamic": {"mount": mount, "path": "creds/x"}}),
                 json!({"pki": {"mount": mount, "role": "r", "commonName": "a"}}),
             ] {
-                let err = check_source(&source(s.clone()), "spec.sources[0]").unwrap_err();
+                let err = check_source(source(s.clone()).spec().unwrap(), "spec.sources[0]").unwrap_err();
                 assert!(err.contains("mount") && err.contains("reserved"), "{s}: {err}");
             }
         }
@@ -114,7 +115,10 @@ mod tests {
             json!({"kv": {"mount": "kv1", "path": "child/auth/token/create", "engine": "v1"}}),
         ];
         for s in attacks {
-            assert!(check_source(&source(s.clone()), "s").is_err(), "{s} should be refused");
+            assert!(
+                check_source(source(s.clone()).spec().unwrap(), "s").is_err(),
+                "{s} should be refused"
+            );
         }
     }
 
@@ -142,7 +146,7 @@ mod tests {
             json!({"dynamic": {"mount": "database", "path": "creds/shop"}}),
             json!({"pki": {"mount": "pki_int", "role": "shop", "commonName": "shop.svc"}}),
         ] {
-            assert_eq!(check_source(&source(s.clone()), "s"), Ok(()), "{s}");
+            assert_eq!(check_source(source(s.clone()).spec().unwrap(), "s"), Ok(()), "{s}");
         }
     }
 }

@@ -34,18 +34,78 @@ pub struct Source {
     pub pki: Option<Box<PkiSource>>,
 }
 
+/// The kinds of source, one variant per field: match it, never probe the fields.
+#[derive(Clone, Copy, Debug)]
+pub enum SourceSpec<'a> {
+    Kv(&'a KvSource),
+    Leased(LeasedSpec<'a>),
+}
+
+/// The kinds Vault issues with a lifetime: renewed, replaced and revoked by vaultsync.
+#[derive(Clone, Copy, Debug)]
+pub enum LeasedSpec<'a> {
+    Dynamic(&'a DynamicSource),
+    Pki(&'a PkiSource),
+}
+
 impl Source {
-    /// Whether the source is issued with a lifetime (dynamic credentials, certificates).
-    pub fn is_leased(&self) -> bool {
-        self.dynamic.is_some() || self.pki.is_some()
+    /// The one kind set, or `None` for an object the schema's rule did not check (stored before
+    /// it existed) that sets none or several.
+    pub fn spec(&self) -> Option<SourceSpec<'_>> {
+        // Destructured, so a new field does not compile until it has its variant.
+        let Source {
+            name: _,
+            kv,
+            dynamic,
+            pki,
+        } = self;
+        let kinds = [
+            kv.as_ref().map(SourceSpec::Kv),
+            dynamic.as_deref().map(|d| SourceSpec::Leased(LeasedSpec::Dynamic(d))),
+            pki.as_deref().map(|p| SourceSpec::Leased(LeasedSpec::Pki(p))),
+        ];
+        let mut set = kinds.into_iter().flatten();
+        match (set.next(), set.next()) {
+            (Some(spec), None) => Some(spec),
+            _ => None,
+        }
     }
 
-    /// The source kind as shown in status: `kv`, `dynamic` or `pki`.
-    pub fn kind(&self) -> &'static str {
-        match (&self.dynamic, &self.pki) {
-            (Some(_), _) => "dynamic",
-            (_, Some(_)) => "pki",
-            _ => "kv",
+    /// The leased kind, if the source is one (dynamic credentials, certificates).
+    pub fn leased(&self) -> Option<LeasedSpec<'_>> {
+        match self.spec()? {
+            SourceSpec::Leased(leased) => Some(leased),
+            SourceSpec::Kv(_) => None,
+        }
+    }
+
+    /// Whether the source is issued with a lifetime (dynamic credentials, certificates).
+    pub fn is_leased(&self) -> bool {
+        self.leased().is_some()
+    }
+
+    /// The name the source goes by in status and messages: its `name`, or its index.
+    pub fn name_or_index(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| index.to_string())
+    }
+}
+
+impl SourceSpec<'_> {
+    /// The kind as shown in status and messages: `kv`, `dynamic` or `pki`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SourceSpec::Kv(_) => "kv",
+            SourceSpec::Leased(leased) => leased.kind(),
+        }
+    }
+}
+
+impl LeasedSpec<'_> {
+    /// `dynamic` or `pki`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            LeasedSpec::Dynamic(_) => "dynamic",
+            LeasedSpec::Pki(_) => "pki",
         }
     }
 }

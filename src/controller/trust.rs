@@ -61,7 +61,11 @@ impl Refusal {
 /// would go.
 pub fn check_spec(vs: &VaultSecret, settings: &Settings) -> Result<()> {
     for (index, source) in vs.spec.sources.iter().enumerate() {
-        check_source(source, &format!("spec.sources[{index}]")).map_err(|m| Refusal::ReservedPath.because(m))?;
+        let field = format!("spec.sources[{index}]");
+        let spec = source
+            .spec()
+            .ok_or_else(|| Error::InvalidSpec(format!("{field} must set exactly one of kv, dynamic or pki")))?;
+        check_source(spec, &field).map_err(|m| Refusal::ReservedPath.because(m))?;
     }
     check_destination(vs, settings)?;
     match vs.spec.auth.as_deref() {
@@ -182,12 +186,17 @@ pub fn check_operator_sources(vs: &VaultSecret, settings: &Settings) -> Result<(
         .default_identity_leases_namespaces
         .iter()
         .any(|a| a == "*" || *a == ns);
-    if let Some((index, source)) = vs.spec.sources.iter().enumerate().find(|(_, s)| s.is_leased())
+    if let Some((index, leased)) = vs
+        .spec
+        .sources
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| Some((i, s.leased()?)))
         && !leases_allowed
     {
         return Err(Refusal::OperatorIdentity.because(format!(
             "spec.sources[{index}] is a {} source: the operator's own Vault identity reads only kv sources in namespace {ns} (--default-identity-leases-namespaces); set spec.auth",
-            source.kind()
+            leased.kind()
         )));
     }
     Ok(())

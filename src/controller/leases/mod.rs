@@ -26,7 +26,9 @@ pub use revoke::{FINALIZER, due, finalize, revoke_due, set_finalizer};
 
 use super::Context;
 use super::error::{Error, Result};
-use crate::api::{LeaseAction, LeaseStatus, PendingRevocation, Source, VaultSecret, VaultSecretStatus, parse_duration};
+use crate::api::{
+    LeaseAction, LeaseStatus, LeasedSpec, PendingRevocation, VaultSecret, VaultSecretStatus, parse_duration,
+};
 use crate::vault::{self, Connection};
 use cache::{Cache, Kept};
 use plan::{Step, Why};
@@ -83,7 +85,7 @@ impl Book {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.is_leased())
-            .map(|(i, s)| super::sources::source_name(s, i))
+            .map(|(i, s)| s.name_or_index(i))
             .collect();
         let has_leases = !leased.is_empty() || status.sources.iter().any(|s| s.lease.is_some());
         let mut cache = if has_leases {
@@ -150,7 +152,7 @@ impl Book {
         &mut self,
         handle: &vault::Handle,
         conn: &Connection,
-        source: &Source,
+        source: LeasedSpec<'_>,
         name: &str,
         ctx: &Context,
     ) -> Result<Obtained> {
@@ -273,7 +275,7 @@ impl Book {
     async fn issue(
         &mut self,
         handle: &vault::Handle,
-        source: &Source,
+        source: LeasedSpec<'_>,
         name: &str,
         why: Why,
         previous: Option<LeaseStatus>,

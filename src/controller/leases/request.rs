@@ -8,56 +8,60 @@ use serde_json::{Value, json};
 use vaultrs::client::VaultClient;
 
 use super::plan::Issued;
-use crate::api::Source;
+use crate::api::{DynamicSource, LeasedSpec, PkiSource};
 use crate::controller::Context;
 use crate::vault::{self, Connection};
 
 /// Issues the credentials of leased `source`.
-pub async fn issue(client: &VaultClient, source: &Source) -> vault::Result<Issued> {
-    if let Some(d) = &source.dynamic {
-        let params = d
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let leased = vault::lease::issue(client, d.method.as_str(), &d.mount, &d.path, &params).await?;
-        return Ok(Issued {
-            lease_id: leased.lease_id,
-            duration: leased.duration,
-            renewable: leased.renewable,
-            data: leased.data,
-        });
+pub async fn issue(client: &VaultClient, source: LeasedSpec<'_>) -> vault::Result<Issued> {
+    match source {
+        LeasedSpec::Dynamic(d) => issue_dynamic(client, d).await,
+        LeasedSpec::Pki(p) => issue_pki(client, p).await,
     }
-    if let Some(p) = &source.pki {
-        let request = vault::pki::Request {
-            common_name: p.common_name.clone(),
-            alt_names: p.alt_names.clone(),
-            ip_sans: p.ip_sans.clone(),
-            ttl: p.ttl.clone(),
-        };
-        let cert = vault::pki::issue(client, &p.mount, &p.role, &request).await?;
-        let left = cert.expiration - Timestamp::now().as_second();
-        let data = vault::pki::tls_data(&cert)
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v).into_owned())))
-            .collect();
-        return Ok(Issued {
-            lease_id: format!("serial:{}", cert.serial_number),
-            duration: Duration::from_secs(u64::try_from(left).unwrap_or(0)),
-            renewable: false,
-            data,
-        });
-    }
-    Err(vault::Error::Config("only dynamic and pki sources are leased".into()))
+}
+
+async fn issue_dynamic(client: &VaultClient, d: &DynamicSource) -> vault::Result<Issued> {
+    let params = d
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let leased = vault::lease::issue(client, d.method.as_str(), &d.mount, &d.path, &params).await?;
+    Ok(Issued {
+        lease_id: leased.lease_id,
+        duration: leased.duration,
+        renewable: leased.renewable,
+        data: leased.data,
+    })
+}
+
+async fn issue_pki(client: &VaultClient, p: &PkiSource) -> vault::Result<Issued> {
+    let request = vault::pki::Request {
+        common_name: p.common_name.clone(),
+        alt_names: p.alt_names.clone(),
+        ip_sans: p.ip_sans.clone(),
+        ttl: p.ttl.clone(),
+    };
+    let cert = vault::pki::issue(client, &p.mount, &p.role, &request).await?;
+    let left = cert.expiration - Timestamp::now().as_second();
+    let data = vault::pki::tls_data(&cert)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v).into_owned())))
+        .collect();
+    Ok(Issued {
+        lease_id: format!("serial:{}", cert.serial_number),
+        duration: Duration::from_secs(u64::try_from(left).unwrap_or(0)),
+        renewable: false,
+        data,
+    })
 }
 
 /// Keyed hash of what a leased source asks Vault for: connection, kind and request, not the
 /// key mapping, so only a change of the request issues new credentials.
-pub fn request_hash(conn: &Connection, source: &Source, ctx: &Context) -> String {
-    let request = match (&source.dynamic, &source.pki) {
-        (Some(d), _) => json!({"mount": d.mount, "path": d.path, "method": d.method, "params": d.params}),
-        (_, Some(p)) => json!(p),
-        _ => Value::Null,
+pub fn request_hash(conn: &Connection, source: LeasedSpec<'_>, ctx: &Context) -> String {
+    let request = match source {
+        LeasedSpec::Dynamic(d) => json!({"mount": d.mount, "path": d.path, "method": d.method, "params": d.params}),
+        LeasedSpec::Pki(p) => json!(p),
     };
     let body = json!({
         "address": conn.address.as_str(),

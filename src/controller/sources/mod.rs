@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::Context;
 use super::error::{Error, Result};
 use super::leases::Book;
-use crate::api::{DynamicSource, KvSource, Source, SourceStatus};
+use crate::api::{DynamicSource, KvSource, LeasedSpec, Source, SourceSpec, SourceStatus};
 use crate::vault::{self, Connection};
 
 /// Data read from all sources, merged, plus what the status may say about it.
@@ -39,11 +39,6 @@ impl std::fmt::Debug for Merged {
     }
 }
 
-/// The name a source goes by in status and messages: its `name`, or its index.
-pub fn source_name(source: &Source, index: usize) -> String {
-    source.name.clone().unwrap_or_else(|| index.to_string())
-}
-
 /// Reads every source in order with `client` and merges them; a later source wins on a duplicate
 /// key. Leased sources go through `book` (kept credentials, renewals, new leases).
 pub async fn read_all(
@@ -56,21 +51,33 @@ pub async fn read_all(
     let client = handle.client.as_ref();
     let mut read = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
-        let name = source_name(source, index);
+        let name = source.name_or_index(index);
+        let spec = source.spec().ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "spec.sources[{index}] must set exactly one of kv, dynamic or pki"
+            ))
+        })?;
         let mut status = SourceStatus {
             name: name.clone(),
-            kind: source.kind().into(),
+            kind: spec.kind().into(),
             ..Default::default()
         };
-        let data = if let Some(kv) = &source.kv {
-            let secret = vault::kv::read(client, kv, &ctx.metrics).await?;
-            status.version = secret.version;
-            map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
-        } else {
-            let obtained = book.obtain(handle, conn, source, &name, ctx).await?;
-            status.lease = Some(Box::new(obtained.lease));
-            let mapping = source.dynamic.as_deref().map(Mapping::from).unwrap_or_default();
-            map_keys(select(obtained.data, mapping.keys, &name)?, mapping, &name)?
+        let data = match spec {
+            SourceSpec::Kv(kv) => {
+                let secret = vault::kv::read(client, kv, &ctx.metrics).await?;
+                status.version = secret.version;
+                map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
+            }
+            SourceSpec::Leased(leased) => {
+                let obtained = book.obtain(handle, conn, leased, &name, ctx).await?;
+                status.lease = Some(Box::new(obtained.lease));
+                let mapping = match leased {
+                    LeasedSpec::Dynamic(d) => Mapping::from(d),
+                    // A certificate's keys are fixed (tls.crt, tls.key, ca.crt).
+                    LeasedSpec::Pki(_) => Mapping::default(),
+                };
+                map_keys(select(obtained.data, mapping.keys, &name)?, mapping, &name)?
+            }
         };
         read.push((status, data));
     }

@@ -211,7 +211,7 @@ mod tests {
                         .flatten()
                         .map(|k| (k.clone(), json!("c2VjcmV0")))
                         .collect();
-                    let name = super::super::source_name(source, index);
+                    let name = source.name_or_index(index);
                     let data = super::super::map_keys(data, kv.into(), &name).unwrap();
                     read.push((
                         SourceStatus {

@@ -13,8 +13,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Vault could not be reached, timed out, is sealed or answered 5xx.
-    #[error("Vault at {address} is unavailable: {detail}")]
-    Unavailable { address: String, detail: String },
+    #[error("Vault at {address} is unavailable: {cause}")]
+    Unavailable { address: String, cause: Unavailable },
     /// Vault refused the request (403): the identity's policies do not allow it, or the token is invalid.
     #[error("permission denied by Vault for {operation}")]
     PermissionDenied { operation: String },
@@ -65,7 +65,10 @@ impl Error {
     /// The status class label for metrics: `4xx`, `5xx`, or `error` when there was no answer.
     pub fn status_class(&self) -> &'static str {
         match self {
-            Error::Unavailable { detail, .. } if detail.starts_with("HTTP") || detail.contains("sealed") => "5xx",
+            Error::Unavailable {
+                cause: Unavailable::Sealed | Unavailable::Status(_),
+                ..
+            } => "5xx",
             Error::Unavailable { .. } | Error::InvalidResponse { .. } | Error::Config(_) => "error",
             Error::PermissionDenied { .. }
             | Error::NotFound { .. }
@@ -93,7 +96,7 @@ impl Error {
                 }
                 Rest::RequestError { source, .. } | Rest::ResponseError { source } => Error::Unavailable {
                     address: address.to_owned(),
-                    detail: transport_detail(&source),
+                    cause: Unavailable::of_transport(&source),
                 },
                 Rest::ResponseParseError { .. }
                 | Rest::ResponseConversionError { .. }
@@ -119,23 +122,23 @@ impl Error {
     }
 
     fn from_status(code: u16, errors: Vec<String>, address: &str, operation: String) -> Self {
-        let errors = errors.join("; ");
         match code {
             403 => Error::PermissionDenied { operation },
             404 => Error::NotFound { what: operation },
             429 => Error::RateLimited { operation },
-            503 if errors.contains("sealed") => Error::Unavailable {
+            // Vault's answer to any request while sealed: 503 with this error (Vault and OpenBao).
+            503 if errors.iter().any(|e| e == "Vault is sealed") => Error::Unavailable {
                 address: address.to_owned(),
-                detail: "Vault is sealed".into(),
+                cause: Unavailable::Sealed,
             },
             500..=599 => Error::Unavailable {
                 address: address.to_owned(),
-                detail: format!("HTTP {code}"),
+                cause: Unavailable::Status(code),
             },
             _ => Error::Rejected {
                 operation,
                 code,
-                errors,
+                errors: errors.join("; "),
             },
         }
     }
@@ -155,17 +158,61 @@ fn vault_errors(content: Option<&str>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The transport error chain in words, without anything the server sent.
-fn transport_detail(source: &anyhow::Error) -> String {
-    let text = format!("{source:#}");
-    if text.contains("timed out") || text.contains("operation timed out") {
-        "request timed out".into()
-    } else if text.contains("onnection refused") {
-        "connection refused".into()
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
-        "TLS handshake failed (check the CA)".into()
-    } else {
-        "request failed".into()
+/// Why Vault is unavailable, from the typed causes of the failure (never from message text of
+/// the transport, which differs between libraries and versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No answer within the request timeout.
+    Timeout,
+    /// Nothing listens at the address.
+    Refused,
+    /// The TLS handshake failed (an untrusted certificate, or not TLS at all).
+    Tls,
+    /// Any other transport failure (DNS, reset connection, …).
+    Transport,
+    /// Vault answered that it is sealed.
+    Sealed,
+    /// Vault answered with this 5xx status.
+    Status(u16),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Timeout => f.write_str("request timed out"),
+            Unavailable::Refused => f.write_str("connection refused"),
+            Unavailable::Tls => f.write_str("TLS handshake failed (check the CA)"),
+            Unavailable::Transport => f.write_str("request failed"),
+            Unavailable::Sealed => f.write_str("Vault is sealed"),
+            Unavailable::Status(code) => write!(f, "HTTP {code}"),
+        }
+    }
+}
+
+impl Unavailable {
+    /// Classifies a transport failure by the error types in its chain: reqwest's timeout flag,
+    /// and the I/O error kinds of a refused connection or of a TLS record that did not parse.
+    fn of_transport(source: &anyhow::Error) -> Self {
+        for cause in source.chain() {
+            if cause
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+            {
+                return Unavailable::Timeout;
+            }
+            // An I/O error's `source()` skips the error it wraps: look inside it too.
+            let mut io = cause.downcast_ref::<std::io::Error>();
+            while let Some(e) = io {
+                match e.kind() {
+                    std::io::ErrorKind::TimedOut => return Unavailable::Timeout,
+                    std::io::ErrorKind::ConnectionRefused => return Unavailable::Refused,
+                    // rustls reports handshake failures as InvalidData.
+                    std::io::ErrorKind::InvalidData => return Unavailable::Tls,
+                    _ => io = e.get_ref().and_then(|inner| inner.downcast_ref::<std::io::Error>()),
+                }
+            }
+        }
+        Unavailable::Transport
     }
 }
 
@@ -214,6 +261,76 @@ mod tests {
             classified.to_string(),
             "Vault rejected pki/issue/web with status 400: common name not allowed by this role"
         );
+    }
+
+    /// A request with reqwest, as the Vault client makes them, classified as the client does.
+    async fn transport_failure(url: &str) -> Unavailable {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let err = client.get(url).send().await.unwrap_err();
+        Unavailable::of_transport(&anyhow::Error::from(err))
+    }
+
+    #[tokio::test]
+    async fn transport_failures_are_classified_by_their_types() {
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(
+            transport_failure(&format!("http://127.0.0.1:{port}/")).await,
+            Unavailable::Refused
+        );
+
+        // A server that accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", silent.local_addr().unwrap());
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        assert_eq!(transport_failure(&url).await, Unavailable::Timeout);
+
+        // Plain HTTP where TLS is expected.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/", plain.local_addr().unwrap());
+        let answer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut conn, _)) = plain.accept().await {
+                let _ = conn
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                let _ = conn.flush().await;
+            }
+        });
+        assert_eq!(transport_failure(&url).await, Unavailable::Tls);
+        hold.abort();
+        answer.abort();
+    }
+
+    #[test]
+    fn sealed_is_vaults_own_error_not_any_text_mentioning_it() {
+        let sealed = Error::from_client(api(503, &["Vault is sealed"]), "http://v", "read x");
+        assert!(matches!(
+            sealed,
+            Error::Unavailable {
+                cause: Unavailable::Sealed,
+                ..
+            }
+        ));
+        assert_eq!(sealed.status_class(), "5xx");
+        let other = Error::from_client(api(503, &["standby: not sealed"]), "http://v", "read x");
+        assert!(matches!(
+            other,
+            Error::Unavailable {
+                cause: Unavailable::Status(503),
+                ..
+            }
+        ));
     }
 
     #[test]

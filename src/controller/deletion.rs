@@ -1,14 +1,12 @@
 //! A deleted VaultSecret that holds the lease finalizer: its leases are revoked (with bounded
 //! retries), then it is let go.
 
-use std::time::Instant;
-
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::error::Result;
-use super::{Context, SyncState, connection, identity, leases};
+use super::{Context, connection, identity, leases};
 use crate::api::VaultSecret;
 use crate::vault;
 
@@ -18,24 +16,17 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let key = ObjectRef::from_obj(vs);
-    let attempt = ctx.failures(&key) + 1;
+    let attempt = ctx.tracker.failures(&key) + 1;
     let handle = session(vs, ctx).await;
     let client = handle.as_ref().map(|(_, h)| h.client.as_ref());
     match leases::finalize(vs, ctx, client, attempt).await {
         Ok(()) => Ok(Action::await_change()),
         Err(e) => {
             tracing::info!(reason = e.reason(), "{e}");
-            let delay = ctx.settings.backoff.delay(attempt, &mut rand::rng());
-            ctx.record(
-                key,
-                SyncState {
-                    generation: vs.metadata.generation,
-                    secret_version: None,
-                    next_sync: Instant::now() + delay,
-                    failures: attempt,
-                },
-            );
-            Ok(Action::requeue(delay))
+            let wait = ctx.tracker.failed(key, vs.metadata.generation, |failures| {
+                ctx.settings.backoff.delay(failures, &mut rand::rng())
+            });
+            Ok(Action::requeue(wait))
         }
     }
 }

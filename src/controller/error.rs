@@ -81,10 +81,9 @@ impl Error {
         self.entry().name
     }
 
-    /// Whether only a change (of the spec, or of something it refers to) can fix this, so
-    /// retrying on a short backoff would only add load.
-    pub fn needs_change(&self) -> bool {
-        self.entry().retry == Retry::Slowly
+    /// How a sync that failed with this is retried.
+    pub fn retry(&self) -> Retry {
+        self.entry().retry
     }
 
     /// The error's row of the reasons table.

@@ -1,16 +1,17 @@
 //! Reporting a failed sync: Ready=False with a static reason, a Warning Event when the reason is
 //! new, and a retry with backoff. The Secret is never touched: the last good content stays.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::error::{Error, Result};
-use super::{Context, SyncState, leases, status};
+use super::{Context, leases, status};
 use crate::api::{VaultSecret, VaultSecretStatus};
 use crate::events::EventType;
+use crate::reasons::Retry;
 
 /// Sets Ready=False with `err`'s reason on top of `recorded` (a status the failed sync already
 /// wrote) or the current status, and schedules the retry.
@@ -40,26 +41,19 @@ pub async fn report(
     if wrote && had_reason != Some(("False".into(), err.reason().into())) {
         ctx.publish(vs, EventType::Warning, err.reason(), message).await;
     }
-    let failures = ctx.failures(&key) + 1;
-    let mut delay = if err.needs_change() {
-        ctx.settings.backoff.max
-    } else {
-        ctx.settings.backoff.delay(failures, &mut rand::rng())
-    };
-    if let Error::Stale { expiry, .. } = &err {
-        // Retry often enough to renew the lease before it expires.
-        let left = leases::until(jiff::Timestamp::now(), *expiry);
-        delay = delay.min((left / 3).max(Duration::from_secs(1)));
-    }
-    let secret_version = ctx.secret_version(&key);
-    ctx.record(
-        key,
-        SyncState {
-            generation: vs.metadata.generation,
-            secret_version,
-            next_sync: Instant::now() + delay,
-            failures,
-        },
-    );
-    Ok(Action::requeue(delay))
+    let wait = ctx.tracker.failed(key, vs.metadata.generation, |failures| {
+        let delay = match err.retry() {
+            Retry::Slowly => ctx.settings.backoff.max,
+            _ => ctx.settings.backoff.delay(failures, &mut rand::rng()),
+        };
+        match &err {
+            // Retry often enough to renew the lease before it expires.
+            Error::Stale { expiry, .. } => {
+                let left = leases::until(jiff::Timestamp::now(), *expiry);
+                delay.min((left / 3).max(Duration::from_secs(1)))
+            }
+            _ => delay,
+        }
+    });
+    Ok(Action::requeue(wait))
 }

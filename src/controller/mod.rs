@@ -19,20 +19,20 @@ mod sources;
 mod status;
 mod token_check;
 mod tokens;
+mod tracker;
 mod trust;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use url::Url;
 
 pub use crate::backoff::Backoff;
@@ -115,6 +115,8 @@ pub struct Context {
     pub recorder: events::Publisher,
     /// Authenticated Vault clients, one per (connection, identity).
     pub vault: vault::Sessions,
+    /// KV reads, identical ones coalesced.
+    pub kv: vault::kv::Reads,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Operator-wide settings.
@@ -127,108 +129,18 @@ pub struct Context {
     pub rollouts: rollout::Rollouts,
     /// Tokens of leases that a deletion left to expire (`revokeOnDelete: false`).
     orphans: release::Orphans,
-    /// When each VaultSecret is due, and what it last saw. Small and in memory only.
-    state: Mutex<HashMap<ObjectRef<VaultSecret>, SyncState>>,
-    /// The VaultSecrets holding leases issued by each Vault token (by token ref), to replace
-    /// those leases when the token's end becomes known.
-    tokens: Mutex<HashMap<String, HashSet<ObjectRef<VaultSecret>>>>,
-}
-
-/// What the controller remembers about one VaultSecret between reconciles.
-#[derive(Clone, Debug)]
-struct SyncState {
-    /// `metadata.generation` of the last sync.
-    generation: Option<i64>,
-    /// resourceVersion of the Secret as last written or read.
-    secret_version: Option<String>,
-    /// When the next sync is due (refresh deadline or retry).
-    next_sync: Instant,
-    /// Consecutive failed syncs.
-    failures: u32,
+    /// When each VaultSecret is due, what it last saw, and the tokens its leases came from.
+    tracker: tracker::Tracker,
 }
 
 impl Context {
-    /// `None` when a sync is due now, else how long until it is.
-    fn not_due(&self, key: &ObjectRef<VaultSecret>, vs: &VaultSecret, now: Instant) -> Option<Duration> {
-        let state = self.lock().get(key)?.clone();
-        if state.generation != vs.metadata.generation || now >= state.next_sync {
-            return None;
-        }
-        let seen = self
-            .secrets
-            .get(&vs.namespace().unwrap_or_default(), &secret::destination_name(vs));
-        if state.secret_version.is_some()
-            && seen.as_ref().and_then(|m| m.resource_version()) != state.secret_version.as_deref()
-        {
-            return None;
-        }
-        Some(state.next_sync - now)
-    }
-
-    /// Remembers which tokens issued the leases of `vs`.
-    fn index_tokens(&self, vs: &VaultSecret, tokens: HashSet<String>) {
-        let key = ObjectRef::from_obj(vs);
-        let mut index = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        index.retain(|token, holders| {
-            if !tokens.contains(token) {
-                holders.remove(&key);
-            }
-            !holders.is_empty()
-        });
-        for token in tokens {
-            index.entry(token).or_default().insert(key.clone());
-        }
-    }
-
-    /// The VaultSecrets with leases from token `token_ref`, made due now.
-    fn due_for_token(&self, token_ref: &str) -> Vec<ObjectRef<VaultSecret>> {
-        let holders: Vec<_> = {
-            let index = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            index
-                .get(token_ref)
-                .map(|h| h.iter().cloned().collect())
-                .unwrap_or_default()
-        };
-        let now = Instant::now();
-        let mut state = self.lock();
-        for key in &holders {
-            if let Some(s) = state.get_mut(key) {
-                s.next_sync = now;
-            }
-        }
-        holders
-    }
-
-    fn record(&self, key: ObjectRef<VaultSecret>, state: SyncState) {
-        self.lock().insert(key, state);
-    }
-
-    fn failures(&self, key: &ObjectRef<VaultSecret>) -> u32 {
-        self.lock().get(key).map_or(0, |s| s.failures)
-    }
-
-    fn secret_version(&self, key: &ObjectRef<VaultSecret>) -> Option<String> {
-        self.lock().get(key).and_then(|s| s.secret_version.clone())
-    }
-
-    /// Drops the state, pending restarts and metric series of a deleted VaultSecret.
-    fn forget(&self, vs: &VaultSecret) {
-        let key = ObjectRef::from_obj(vs);
-        self.rollouts.cancel(&key);
-        self.lock().remove(&key);
-        self.index_tokens(vs, HashSet::new());
-        self.orphans.note_deleted(vs);
-        self.metrics.forget(&vs.namespace().unwrap_or_default(), &vs.name_any());
-    }
-
-    /// Drops the state of VaultSecrets that no longer exist (deletions missed while a watch
-    /// was re-listing).
-    fn forget_missing(&self, store: &Store<VaultSecret>) {
-        self.lock().retain(|key, _| store.get(key).is_some());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<VaultSecret>, SyncState>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Drops what is remembered about VaultSecret `key`, its pending restarts and its metric
+    /// series: when the watch sees it deleted, and when the janitor finds it gone.
+    fn forget(&self, key: &ObjectRef<VaultSecret>) {
+        self.rollouts.cancel(key);
+        self.tracker.forget(key);
+        self.metrics
+            .forget(key.namespace.as_deref().unwrap_or_default(), &key.name);
     }
 }
 
@@ -299,14 +211,14 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder,
         vault: sessions,
+        kv: vault::kv::Reads::new(metrics.clone()),
         metrics,
         client,
         kube_config,
         hash_key,
         secrets,
         orphans: release::Orphans::default(),
-        state: Mutex::new(HashMap::new()),
-        tokens: Mutex::new(HashMap::new()),
+        tracker: tracker::Tracker::default(),
         rollouts,
         settings,
     });
@@ -320,7 +232,10 @@ pub async fn run(
         .modify(cache::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {
-            Ok(watcher::Event::Delete(vs)) => deleted_ctx.forget(vs),
+            Ok(watcher::Event::Delete(vs)) => {
+                deleted_ctx.orphans.note_deleted(vs);
+                deleted_ctx.forget(&ObjectRef::from_obj(vs));
+            }
             // The first listing is complete: the controller knows every VaultSecret.
             Ok(watcher::Event::InitDone) => {
                 ready.set(true);
@@ -332,7 +247,7 @@ pub async fn run(
     // A token reaching its max TTL: the VaultSecrets with leases from it sync now.
     let ending_ctx = ctx.clone();
     let ending = futures::stream::poll_fn(move |cx| ending_rx.poll_recv(cx))
-        .flat_map(move |token_ref| futures::stream::iter(ending_ctx.due_for_token(&token_ref)));
+        .flat_map(move |token_ref| futures::stream::iter(ending_ctx.tracker.due_for_token(&token_ref)));
     let controller = Controller::for_stream(vaultsecrets, store.clone())
         .owns_stream(owned)
         .reconcile_on(restart_reports)
@@ -346,7 +261,11 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            janitor_ctx.forget_missing(&store);
+            for key in janitor_ctx.tracker.keys() {
+                if store.get(&key).is_none() {
+                    janitor_ctx.forget(&key);
+                }
+            }
             janitor_ctx.rollouts.retain(|key| store.get(key).is_some());
             janitor_ctx.vault.prune();
         }

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::identity;
 use super::restarts;
 use super::secret;
-use super::{Context, SyncState, connection, deletion, destination, failure, leases, schedule, sources, status, trust};
+use super::{Context, connection, deletion, destination, failure, leases, schedule, sources, status, trust};
 use crate::api::{VaultSecret, VaultSecretStatus, parse_duration};
 use crate::events::EventType;
 use crate::reasons::{self, event};
@@ -32,7 +32,12 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
     let vs = restarts::before_sync(vs, &ctx).await;
     let key = ObjectRef::from_obj(&*vs);
     let now = Instant::now();
-    if let Some(wait) = ctx.not_due(&key, &vs, now) {
+    let seen = || {
+        let ns = vs.namespace().unwrap_or_default();
+        let secret = ctx.secrets.get(&ns, &secret::destination_name(&vs))?;
+        secret.resource_version().map(str::to_owned)
+    };
+    if let Some(wait) = ctx.tracker.not_due(&key, vs.metadata.generation, seen, now) {
         return Ok(Action::requeue(wait));
     }
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
@@ -56,15 +61,8 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
                 // A lease to renew or rotate, or a superseded one to revoke, before the refresh.
                 delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));
             }
-            ctx.record(
-                key,
-                SyncState {
-                    generation: vs.metadata.generation,
-                    secret_version: synced.secret_version,
-                    next_sync: now + delay,
-                    failures: 0,
-                },
-            );
+            ctx.tracker
+                .succeeded(key, vs.metadata.generation, synced.secret_version, now + delay);
             Ok(Action::requeue(delay))
         }
         Err(e) => failure::report(&vs, &ctx, key, e, recorded).await,
@@ -74,7 +72,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
 /// Called when [`reconcile`] itself fails (the failure could not even be reported).
 pub fn error_policy(vs: Arc<VaultSecret>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(namespace = vs.namespace().unwrap_or_default(), name = vs.name_any(), reason = err.reason(), error = %err, "reconcile failed");
-    let failures = ctx.failures(&ObjectRef::from_obj(&*vs)) + 1;
+    let failures = ctx.tracker.failures(&ObjectRef::from_obj(&*vs)) + 1;
     Action::requeue(ctx.settings.backoff.delay(failures, &mut rand::rng()))
 }
 
@@ -134,7 +132,8 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
         let left = leases::until(jiff::Timestamp::now(), until);
         ctx.vault.hold(&conn, identity, Instant::now() + left).await;
     }
-    ctx.index_tokens(vs, leases.iter().filter_map(|l| l.token_ref.clone()).collect());
+    let tokens = leases.iter().filter_map(|l| l.token_ref.clone()).collect();
+    ctx.tracker.index_tokens(&ObjectRef::from_obj(vs), tokens);
     let previous = vs.status.clone().unwrap_or_default();
     let mut pending = previous.pending_revocations.clone();
     pending.extend(book.take_superseded());
@@ -154,7 +153,7 @@ async fn sync(vs: &VaultSecret, ctx: &Context, recorded: &mut Option<VaultSecret
     let desired = secret::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
     let key = ObjectRef::from_obj(vs);
-    let last_version = ctx.secret_version(&key);
+    let last_version = ctx.tracker.secret_version(&key);
     let destination::Applied {
         secret_version,
         existed,

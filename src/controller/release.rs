@@ -10,8 +10,10 @@
 //! expire, and Vault revokes a token's leases with it: their tokens count as named until then.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
@@ -45,7 +47,7 @@ impl Orphans {
         if vs.spec.refresh.revokes_on_delete() {
             return;
         }
-        let mut orphans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = self.0.lock();
         for (token, expiry) in leases(vs) {
             let until = orphans.entry(token).or_insert(expiry);
             *until = (*until).max(expiry);
@@ -53,7 +55,7 @@ impl Orphans {
     }
 
     fn live(&self, now: jiff::Timestamp) -> Vec<String> {
-        let mut orphans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = self.0.lock();
         orphans.retain(|_, until| *until > now);
         orphans.keys().cloned().collect()
     }

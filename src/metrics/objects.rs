@@ -5,7 +5,9 @@
 //! is one small entry, and the families are built only when `/metrics` is scraped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -91,7 +93,7 @@ impl ObjectGauges {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Values>> {
-        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+        self.objects.lock()
     }
 }
 

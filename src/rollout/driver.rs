@@ -2,8 +2,10 @@
 //! patches, emits Events, and reports back to the reconciler. Retries failures with backoff.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -81,7 +83,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     pub fn request(&self, request: Request) {

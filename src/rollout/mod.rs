@@ -17,8 +17,10 @@ mod references;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -290,7 +292,7 @@ impl Rollouts {
     /// Stops the background task; restarts still waiting are dropped (the status keeps them
     /// pending, and the next operator finishes them).
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self.task.lock().take() {
             task.abort();
         }
     }

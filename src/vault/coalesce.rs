@@ -11,8 +11,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 
@@ -102,11 +104,11 @@ where
     /// Number of keys held (reads in flight or within the reuse window).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        lock(&self.slots).entries.len()
+        self.slots.lock().entries.len()
     }
 
     fn join(&self, key: &K) -> Join<V> {
-        let mut map = lock(&self.slots);
+        let mut map = self.slots.lock();
         match map.entries.get(key).map(|e| &e.state) {
             Some(State::Done(value)) => Join::Done(value.clone()),
             Some(State::InFlight(receiver)) => Join::Wait(receiver.clone()),
@@ -144,7 +146,7 @@ where
     fn finish(&mut self, result: &Shared<V>, window: Duration) {
         self.finished = true;
         let runtime = tokio::runtime::Handle::try_current();
-        let mut map = lock(self.slots);
+        let mut map = self.slots.lock();
         let Some(entry) = map.entries.get_mut(self.key).filter(|e| e.id == self.id) else {
             return;
         };
@@ -175,16 +177,11 @@ impl<K: Eq + Hash, V> Drop for Leader<'_, K, V> {
 /// Removes `key`'s entry if it is still read `id`.
 fn remove<K: Eq + Hash, V>(slots: &Weak<Slots<K, V>>, key: &K, id: u64) {
     if let Some(slots) = slots.upgrade() {
-        let mut map = lock(&slots);
+        let mut map = slots.lock();
         if map.entries.get(key).is_some_and(|e| e.id == id) {
             map.entries.remove(key);
         }
     }
-}
-
-fn lock<K, V>(slots: &Slots<K, V>) -> MutexGuard<'_, Map<K, V>> {
-    // The map stays consistent under every panic point, so a poisoned lock is still usable.
-    slots.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

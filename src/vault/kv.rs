@@ -6,7 +6,6 @@
 //! read per refresh, not one each.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use rand::RngCore;
@@ -24,8 +23,6 @@ use crate::metrics::Metrics;
 /// secret data, which must not outlive the syncs that asked for it.
 pub const REUSE_WINDOW: Duration = Duration::from_secs(1);
 
-static READS: LazyLock<Coalescer<ReadKey, KvSecret>> = LazyLock::new(|| Coalescer::new(REUSE_WINDOW));
-
 /// What makes two reads identical. The token enters only as a SHA-256 hash keyed with random
 /// bytes of this process, so the map never holds it (nor anything it could be checked against).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -40,14 +37,9 @@ struct ReadKey {
 }
 
 impl ReadKey {
-    fn new(client: &VaultClient, source: &KvSource) -> Self {
-        static KEY: LazyLock<[u8; 32]> = LazyLock::new(|| {
-            let mut key = [0; 32];
-            rand::rng().fill_bytes(&mut key);
-            key
-        });
+    fn new(client: &VaultClient, source: &KvSource, key: &[u8; 32]) -> Self {
         let token = Sha256::new()
-            .chain_update(KEY.as_slice())
+            .chain_update(key.as_slice())
             .chain_update(client.middle.token.as_bytes())
             .finalize()
             .into();
@@ -81,18 +73,40 @@ impl std::fmt::Debug for KvSecret {
     }
 }
 
-/// Reads the secret `source` points at, sharing the request with identical reads (see the module
-/// docs). Every caller gets its own copy of the data. `metrics` count the requests actually sent.
-pub async fn read(client: &VaultClient, source: &KvSource, metrics: &Metrics) -> Result<KvSecret> {
-    let shared = READS
-        .get(ReadKey::new(client, source), || {
-            super::observe(metrics, "read", read_once(client, source))
+/// KV reads of one operator: identical ones share a request (see the module docs).
+pub struct Reads {
+    reads: Coalescer<ReadKey, KvSecret>,
+    /// Random bytes of this process that key the token's hash in [`ReadKey`].
+    key: [u8; 32],
+    /// Count the requests actually sent.
+    metrics: Metrics,
+}
+
+impl Reads {
+    pub fn new(metrics: Metrics) -> Self {
+        let mut key = [0; 32];
+        rand::rng().fill_bytes(&mut key);
+        Reads {
+            reads: Coalescer::new(REUSE_WINDOW),
+            key,
+            metrics,
+        }
+    }
+
+    /// Reads the secret `source` points at, sharing the request with identical reads. Every
+    /// caller gets its own copy of the data.
+    pub async fn read(&self, client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
+        let shared = self
+            .reads
+            .get(ReadKey::new(client, source, &self.key), || {
+                super::observe(&self.metrics, "read", read_once(client, source))
+            })
+            .await?;
+        Ok(KvSecret {
+            data: shared.data.clone(),
+            version: shared.version,
         })
-        .await?;
-    Ok(KvSecret {
-        data: shared.data.clone(),
-        version: shared.version,
-    })
+    }
 }
 
 /// One request for the secret `source` points at.
@@ -160,10 +174,21 @@ mod tests {
         // What the caller does with the data (keys, renames) does not make the request differ.
         let renamed = source(serde_json::json!({"mount": "secret", "path": "app", "prefix": "db_"}));
 
-        let key = ReadKey::new(&one, &app);
-        assert!(key == ReadKey::new(&one, &renamed));
-        assert!(key != ReadKey::new(&two, &app), "another token is another read");
-        assert!(key != ReadKey::new(&one, &pinned), "another version is another read");
+        let process = [7; 32];
+        let key = ReadKey::new(&one, &app, &process);
+        assert!(key == ReadKey::new(&one, &renamed, &process));
+        assert!(
+            key != ReadKey::new(&two, &app, &process),
+            "another token is another read"
+        );
+        assert!(
+            key != ReadKey::new(&one, &pinned, &process),
+            "another version is another read"
+        );
+        assert!(
+            key != ReadKey::new(&one, &app, &[8; 32]),
+            "keyed by the process's random bytes"
+        );
         assert!(
             !key.token.windows(token.len()).any(|w| w == token.as_bytes()),
             "the key must not hold the token"

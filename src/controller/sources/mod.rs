@@ -64,7 +64,7 @@ pub async fn read_all(
         };
         let data = match spec {
             SourceSpec::Kv(kv) => {
-                let secret = vault::kv::read(client, kv, &ctx.metrics).await?;
+                let secret = ctx.kv.read(client, kv).await?;
                 status.version = secret.version;
                 map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
             }

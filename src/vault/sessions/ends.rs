@@ -1,13 +1,12 @@
 //! Tokens whose end is known (renewal capped by the max TTL, or not renewable): the leases they
 //! issued must be replaced before then.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::lock;
 use super::token::Session;
 
 /// When a token's end became known, and the end.
@@ -37,7 +36,7 @@ impl Ends {
         let end = now
             .saturating_add(jiff::SignedDuration::try_from(left).unwrap_or_default())
             .unwrap_or(now);
-        let mut known = lock(&self.known);
+        let mut known = self.known.lock();
         known.retain(|_, e| e.end > now);
         if known
             .insert(token_ref.to_owned(), TokenEnd { known: now, end })
@@ -47,7 +46,7 @@ impl Ends {
         }
         drop(known);
         tracing::info!(token = token_ref, %end, "Vault token reaches its end; its leases must be replaced");
-        if let Some(tx) = lock(&self.notify).as_ref() {
+        if let Some(tx) = self.notify.lock().as_ref() {
             let _ = tx.send(token_ref.to_owned());
         }
     }

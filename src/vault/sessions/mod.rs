@@ -23,8 +23,10 @@ mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use tokio::sync::mpsc::UnboundedSender;
 use vaultrs::client::VaultClient;
@@ -85,10 +87,6 @@ impl Entry {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[derive(Default)]
 struct State {
     session: Option<Session>,
@@ -142,8 +140,8 @@ async fn renew_in_background(entry: Weak<Entry>) {
         };
         tokio::time::sleep_until(wake.into()).await;
         let Some(entry) = entry.upgrade() else { return };
-        let last_used = *lock(&entry.last_used);
-        let held_until = *lock(&entry.held_until);
+        let last_used = *entry.last_used.lock();
+        let held_until = *entry.held_until.lock();
         let mut state = entry.state.lock().await;
         let now = Instant::now();
         let needed = |s: &Session| last_used.is_some_and(|t| t > s.issued) || held_until.is_some_and(|t| t > now);
@@ -207,12 +205,12 @@ impl Sessions {
 
     /// Sends the [`token_ref`] of each token whose end becomes known to `tx`.
     pub fn notify_ending(&self, tx: UnboundedSender<String>) {
-        *lock(&self.ends.notify) = Some(tx);
+        *self.ends.notify.lock() = Some(tx);
     }
 
     /// The end of token `token_ref`, when known.
     pub fn token_end(&self, token_ref: &str) -> Option<TokenEnd> {
-        lock(&self.ends.known).get(token_ref).copied()
+        self.ends.known.lock().get(token_ref).copied()
     }
 
     /// The client for `identity` at `conn`, logging in with the credential `credential` yields
@@ -306,10 +304,10 @@ impl Sessions {
     /// Forgets identities unused for an hour (a recreated ServiceAccount is a new identity).
     pub fn prune(&self) {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         entries.retain(|_, e| {
-            let last = *lock(&e.last_used);
-            let held = lock(&e.held_until).is_some_and(|t| t > now);
+            let last = *e.last_used.lock();
+            let held = e.held_until.lock().is_some_and(|t| t > now);
             let keep = held || last.is_some_and(|t| now.duration_since(t) < IDLE_LIMIT);
             if !keep {
                 let _ = self.metrics.vault_token_expiry.remove_label_values(&[&e.label]);
@@ -319,7 +317,7 @@ impl Sessions {
     }
 
     fn entry(&self, conn: &Connection, identity: &Identity) -> Arc<Entry> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let entry = entries
             .entry((conn.clone(), identity.clone()))
             .or_insert_with(|| {
@@ -335,7 +333,7 @@ impl Sessions {
                 })
             })
             .clone();
-        *lock(&entry.last_used) = Some(Instant::now());
+        *entry.last_used.lock() = Some(Instant::now());
         entry
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::store::Kept;
-use super::{Sessions, lock, token_ref};
+use super::{Sessions, token_ref};
 use crate::vault::{self, Connection, Error, client};
 
 /// How a kept token's revocation went.
@@ -35,7 +35,9 @@ impl Sessions {
         unclaimed: bool,
         connection: impl Fn(&str, Option<String>) -> Option<Connection>,
     ) -> usize {
-        let entries: Vec<_> = lock(&self.entries)
+        let entries: Vec<_> = self
+            .entries
+            .lock()
             .iter()
             .map(|((conn, _), entry)| (conn.clone(), entry.clone()))
             .collect();
@@ -72,7 +74,7 @@ impl Sessions {
             if state.session.as_ref().is_some_and(|s| s.token_ref == kept) {
                 state.session = None;
             }
-            *lock(&entry.held_until) = None;
+            *entry.held_until.lock() = None;
             released += 1;
         }
         let Some(store) = self.store.as_ref().filter(|_| unclaimed) else {

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::token::Session;
-use super::{EXPIRY_MARGIN, Entry, Handle, Sessions, State, lock, start_renewing};
+use super::{EXPIRY_MARGIN, Entry, Handle, Sessions, State, start_renewing};
 use crate::vault::{self, Connection, Field, Identity, login};
 
 /// Persistent storage for tokens, keyed by [`key`]. Values are opaque to the store (see
@@ -136,7 +136,7 @@ impl Sessions {
     pub async fn hold(&self, conn: &Connection, identity: &Identity, until: Instant) {
         let entry = self.entry(conn, identity);
         {
-            let mut held = lock(&entry.held_until);
+            let mut held = entry.held_until.lock();
             *held = (*held).max(Some(until));
         }
         let mut state = entry.state.lock().await;

@@ -1,0 +1,228 @@
+//! What the controller remembers about each VaultSecret between reconciles — when its next sync
+//! is due, its consecutive failures, the Secret version it last wrote, and which Vault tokens its
+//! leases came from — in one owner, with one [`Tracker::forget`]. Small and in memory only.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use kube::runtime::reflector::ObjectRef;
+use parking_lot::Mutex;
+
+use crate::api::VaultSecret;
+
+type Key = ObjectRef<VaultSecret>;
+
+/// Per-VaultSecret bookkeeping, shared by every reconcile.
+#[derive(Default)]
+pub struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    objects: HashMap<Key, State>,
+    /// The VaultSecrets holding leases issued by each Vault token (by token ref), to replace
+    /// those leases when the token's end becomes known.
+    tokens: HashMap<String, HashSet<Key>>,
+}
+
+/// What is remembered about one VaultSecret.
+#[derive(Clone, Debug)]
+struct State {
+    /// `metadata.generation` of the last sync.
+    generation: Option<i64>,
+    /// resourceVersion of the Secret as last written or read.
+    secret_version: Option<String>,
+    /// When the next sync is due (refresh deadline or retry).
+    next_sync: Instant,
+    /// Consecutive failed syncs.
+    failures: u32,
+}
+
+impl Tracker {
+    /// `None` when a sync of `key` is due at `now` — never synced, a new `generation`, the
+    /// deadline passed, or its Secret is no longer at the version last written (`seen` gives the
+    /// version now) — else how long until it is.
+    pub fn not_due(
+        &self,
+        key: &Key,
+        generation: Option<i64>,
+        seen: impl FnOnce() -> Option<String>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let (next_sync, written) = {
+            let inner = self.inner.lock();
+            let state = inner.objects.get(key)?;
+            if state.generation != generation || now >= state.next_sync {
+                return None;
+            }
+            (state.next_sync, state.secret_version.clone())
+        };
+        if written.is_some() && seen() != written {
+            return None;
+        }
+        Some(next_sync - now)
+    }
+
+    /// Records a successful sync of `generation` that left the Secret at `secret_version`; the
+    /// next is due at `next_sync`.
+    pub fn succeeded(&self, key: Key, generation: Option<i64>, secret_version: Option<String>, next_sync: Instant) {
+        let state = State {
+            generation,
+            secret_version,
+            next_sync,
+            failures: 0,
+        };
+        self.inner.lock().objects.insert(key, state);
+    }
+
+    /// Records a failed attempt for `generation`; `delay` gives the wait before the next from the
+    /// number of consecutive failures, this one included. Returns that wait.
+    pub fn failed(&self, key: Key, generation: Option<i64>, delay: impl FnOnce(u32) -> Duration) -> Duration {
+        let mut inner = self.inner.lock();
+        let previous = inner.objects.get(&key);
+        let failures = previous.map_or(0, |s| s.failures) + 1;
+        let secret_version = previous.and_then(|s| s.secret_version.clone());
+        let wait = delay(failures);
+        let state = State {
+            generation,
+            secret_version,
+            next_sync: Instant::now() + wait,
+            failures,
+        };
+        inner.objects.insert(key, state);
+        wait
+    }
+
+    /// Consecutive failed syncs of `key` so far.
+    pub fn failures(&self, key: &Key) -> u32 {
+        self.inner.lock().objects.get(key).map_or(0, |s| s.failures)
+    }
+
+    /// The resourceVersion of the Secret of `key` as last written or read.
+    pub fn secret_version(&self, key: &Key) -> Option<String> {
+        self.inner
+            .lock()
+            .objects
+            .get(key)
+            .and_then(|s| s.secret_version.clone())
+    }
+
+    /// Remembers that the leases of `key` came from the Vault tokens `tokens` (and no others).
+    pub fn index_tokens(&self, key: &Key, tokens: HashSet<String>) {
+        let mut inner = self.inner.lock();
+        inner.tokens.retain(|token, holders| {
+            if !tokens.contains(token) {
+                holders.remove(key);
+            }
+            !holders.is_empty()
+        });
+        for token in tokens {
+            inner.tokens.entry(token).or_default().insert(key.clone());
+        }
+    }
+
+    /// The VaultSecrets with leases from token `token_ref`, made due now.
+    pub fn due_for_token(&self, token_ref: &str) -> Vec<Key> {
+        let mut inner = self.inner.lock();
+        let holders: Vec<Key> = inner
+            .tokens
+            .get(token_ref)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
+        let now = Instant::now();
+        for key in &holders {
+            if let Some(s) = inner.objects.get_mut(key) {
+                s.next_sync = now;
+            }
+        }
+        holders
+    }
+
+    /// Every VaultSecret something is remembered about.
+    pub fn keys(&self) -> Vec<Key> {
+        let inner = self.inner.lock();
+        let holders = inner.tokens.values().flatten();
+        let keys: HashSet<&Key> = inner.objects.keys().chain(holders).collect();
+        keys.into_iter().cloned().collect()
+    }
+
+    /// Drops everything remembered about `key`.
+    pub fn forget(&self, key: &Key) {
+        let mut inner = self.inner.lock();
+        inner.objects.remove(key);
+        inner.tokens.retain(|_, holders| {
+            holders.remove(key);
+            !holders.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        ObjectRef::new(name).within("ns")
+    }
+
+    #[test]
+    fn a_sync_is_due_on_a_new_generation_a_passed_deadline_or_a_changed_secret() {
+        let tracker = Tracker::default();
+        let now = Instant::now();
+        let version = || Some("7".to_owned());
+        assert_eq!(tracker.not_due(&key("a"), Some(1), version, now), None, "never synced");
+        tracker.succeeded(key("a"), Some(1), Some("7".into()), now + Duration::from_secs(60));
+        assert_eq!(
+            tracker.not_due(&key("a"), Some(1), version, now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), Some(2), version, now),
+            None,
+            "new generation"
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), Some(1), || Some("8".into()), now),
+            None,
+            "Secret changed by someone else"
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), Some(1), version, now + Duration::from_secs(61)),
+            None
+        );
+    }
+
+    #[test]
+    fn failures_count_up_keep_the_secret_version_and_reset_on_success() {
+        let tracker = Tracker::default();
+        let now = Instant::now();
+        tracker.succeeded(key("a"), Some(1), Some("7".into()), now);
+        let waits: Vec<Duration> = (0..3)
+            .map(|_| tracker.failed(key("a"), Some(1), |n| Duration::from_secs(u64::from(n))))
+            .collect();
+        assert_eq!(waits, [1, 2, 3].map(Duration::from_secs));
+        assert_eq!(tracker.failures(&key("a")), 3);
+        assert_eq!(tracker.secret_version(&key("a")).as_deref(), Some("7"));
+        tracker.succeeded(key("a"), Some(1), Some("8".into()), now);
+        assert_eq!(tracker.failures(&key("a")), 0);
+    }
+
+    #[test]
+    fn forget_drops_the_state_and_every_token_entry() {
+        let tracker = Tracker::default();
+        tracker.succeeded(key("a"), None, None, Instant::now() + Duration::from_secs(60));
+        tracker.index_tokens(&key("a"), ["t1".to_owned(), "t2".to_owned()].into());
+        tracker.index_tokens(&key("b"), ["t1".to_owned()].into());
+        assert_eq!(tracker.due_for_token("t1").len(), 2);
+        assert_eq!(
+            tracker.not_due(&key("a"), None, || None, Instant::now()),
+            None,
+            "made due by its token"
+        );
+        tracker.forget(&key("a"));
+        assert_eq!(tracker.due_for_token("t1"), vec![key("b")]);
+        assert!(tracker.due_for_token("t2").is_empty());
+        assert_eq!(tracker.keys(), vec![key("b")]);
+    }
+}

@@ -9,47 +9,15 @@ use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 use super::auth::{kubernetes_role, read_policy};
-use super::{Operator, TestNs, db, value};
+use super::{Operator, TestNs, db, kubectl, poll_for, value};
 
 /// The leader-election Lease in the operator's namespace.
 const LEASE: &str = "vaultsync-leader";
-
-/// `kubectl -n NAMESPACE ARGS`; returns stdout, panics with stderr on failure.
-fn kubectl(op: &Operator, namespace: &str, args: &[&str]) -> String {
-    let out = op
-        .env
-        .kubectl()
-        .args(["-n", namespace])
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The holder of the leader-election Lease in `operator_ns`, if any.
 async fn holder(t: &TestNs, operator_ns: &str) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(t.client.clone(), operator_ns);
     leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
-}
-
-/// Polls `check` every 500 ms for at most `limit`.
-async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Deletes the leader pod of the operator (running with two replicas in `operator_ns`) while
@@ -80,9 +48,10 @@ pub async fn deleting_the_leader_pod_hands_over(op: &'static Operator, operator_
     let db_before = t.secrets().get("ha-db").await.unwrap().metadata.resource_version;
 
     let pods = kubectl(
-        op,
-        operator_ns,
+        op.env,
         &[
+            "-n",
+            operator_ns,
             "get",
             "pods",
             "-l",
@@ -93,7 +62,7 @@ pub async fn deleting_the_leader_pod_hands_over(op: &'static Operator, operator_
     );
     let pods: Vec<String> = pods.split_whitespace().map(str::to_owned).collect();
     assert_eq!(pods.len(), 2, "two operator pods: {pods:?}");
-    let leader = eventually("a leader", Duration::from_secs(60), async || {
+    let leader = poll_for("a leader", Duration::from_secs(60), async || {
         holder(t, operator_ns).await
     })
     .await;
@@ -106,7 +75,7 @@ pub async fn deleting_the_leader_pod_hands_over(op: &'static Operator, operator_
         .await
         .expect("delete the leader pod");
     // The standby, or the pod the Deployment starts in the leader's place, whichever is first.
-    let successor = eventually("another replica to take over", Duration::from_secs(90), async || {
+    let successor = poll_for("another replica to take over", Duration::from_secs(90), async || {
         holder(t, operator_ns).await.filter(|h| *h != leader)
     })
     .await;
@@ -123,7 +92,7 @@ pub async fn deleting_the_leader_pod_hands_over(op: &'static Operator, operator_
     // The new leader re-reads the KV source (refresh every 10 s) and renews the lease: nothing to
     // write, nothing to issue.
     let reads = bao.requests_for(&format!("secret/data/{kv_path}"));
-    eventually(
+    poll_for(
         "the new leader to read the source",
         Duration::from_secs(60),
         async || (bao.requests_for(&format!("secret/data/{kv_path}")) > reads).then_some(()),

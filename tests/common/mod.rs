@@ -30,7 +30,7 @@ use serde_json::Value;
 use vaultsync::api::VaultSecret;
 
 pub use logs::captured_logs;
-pub use operator::{OPERATOR_NS, Operator, kubectl_apply, operator, operator_with};
+pub use operator::{OPERATOR_NS, Operator, kubectl, kubectl_apply, operator, operator_with};
 pub use restart::restart_operator;
 pub use vault::Bao;
 
@@ -309,6 +309,22 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 /// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
+/// Polls `check` every 250 ms until it gives a value, for at most `limit` (for state that has no
+/// watch: a Lease holder, the audit log, a process).
+pub async fn poll_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(limit, fut).await {
         Ok(v) => v,

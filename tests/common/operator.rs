@@ -132,6 +132,18 @@ pub fn operator_with(configure: fn(&mut Settings)) -> &'static Operator {
     })
 }
 
+/// `kubectl ARGS` against the environment's API server; returns stdout, panics with stderr on
+/// failure.
+pub fn kubectl(env: &Env, args: &[&str]) -> String {
+    let out = env.kubectl().args(args).output().expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `kubectl apply -f -` of `yaml`, panicking with `what` on failure.
 pub fn kubectl_apply(env: &Env, yaml: &str, what: &str) {
     let mut apply = env

@@ -23,13 +23,7 @@ const OPERATOR_USER: &str = "system:serviceaccount:vaultsync-system:vaultsync";
 
 /// Runs kubectl against the test API server; returns stdout, panics with stderr on failure.
 fn kubectl(op: &Operator, args: &[&str]) -> String {
-    let out = op.env.kubectl().args(args).output().expect("run kubectl");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "kubectl {args:?}: {stderr}");
-    stdout.into_owned()
+    crate::common::kubectl(op.env, args)
 }
 
 /// `kubectl apply --dry-run=server -k config/<dir>`: the API server validates and admits every

@@ -17,6 +17,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use xtask::Env;
 
+use crate::common::{kubectl, kubectl_apply, poll_for, value};
+
 const OPERATOR_NS: &str = "vaultsync-system";
 const LEASE: &str = "vaultsync-leader";
 /// Short for the test; the default is 15 s.
@@ -57,40 +59,8 @@ fn start_replica(env: &Env, name: &'static str) -> Replica {
     Replica { name, child }
 }
 
-fn kubectl(env: &Env, args: &[&str]) {
-    let out = env.kubectl().args(args).output().expect("kubectl");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || err.contains("AlreadyExists"),
-        "kubectl {args:?}: {err}"
-    );
-}
-
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
-}
-
-/// Polls `check` every 200 ms for at most `limit`.
-async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn value(secret: &Secret, key: &str) -> Option<String> {
-    secret
-        .data
-        .as_ref()?
-        .get(key)
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
 }
 
 #[tokio::test]
@@ -113,8 +83,13 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
             "crd/vaultsecrets.vaultsync.dev",
         ],
     );
-    kubectl(env, &["create", "namespace", OPERATOR_NS]);
-    kubectl(env, &["create", "namespace", "ha"]);
+    for ns in [OPERATOR_NS, "ha"] {
+        kubectl_apply(
+            env,
+            &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"),
+            ns,
+        );
+    }
     let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -161,14 +136,14 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
         vs.status?.sources.first()?.lease.clone()
     };
 
-    let synced = eventually("the first sync", Duration::from_secs(60), async || {
+    let synced = poll_for("the first sync", Duration::from_secs(60), async || {
         let s = secrets.get_opt("app").await.ok().flatten()?;
         (value(&s, "password").as_deref() == Some("before")).then_some(s)
     })
     .await;
-    let leased = eventually("the first lease", Duration::from_secs(60), lease).await;
+    let leased = poll_for("the first lease", Duration::from_secs(60), lease).await;
     let db_synced = secrets.get("db").await.expect("Secret db");
-    let leader = eventually("a leader", Duration::from_secs(30), async || holder(&leases).await).await;
+    let leader = poll_for("a leader", Duration::from_secs(30), async || holder(&leases).await).await;
     let index = replicas
         .iter()
         .position(|r| r.name == leader)
@@ -178,7 +153,7 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
     // Kill the leader without warning: no release, the standby must wait the Lease out.
     let killed_at = std::time::Instant::now();
     replicas.remove(index);
-    let new_leader = eventually("the standby to take over", Duration::from_secs(60), async || {
+    let new_leader = poll_for("the standby to take over", Duration::from_secs(60), async || {
         holder(&leases).await.filter(|h| h == standby)
     })
     .await;
@@ -195,7 +170,7 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
             .count()
     };
     let reads = refresh_reads(env);
-    eventually(
+    poll_for(
         "the new leader to read the source",
         Duration::from_secs(30),
         async || (refresh_reads(env) > reads).then_some(()),
@@ -207,7 +182,7 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
         "takeover rewrote the Secret"
     );
     let killed = jiff::Timestamp::now();
-    let renewed = eventually(
+    let renewed = poll_for(
         "the new leader to renew the lease",
         Duration::from_secs(60),
         async || {
@@ -227,7 +202,7 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
 
     // And it does the job: a change reaches the Secret.
     bao(&["kv", "put", "-mount=secret", "ha/app", "password=after"]);
-    eventually("the new leader to sync a change", Duration::from_secs(60), async || {
+    poll_for("the new leader to sync a change", Duration::from_secs(60), async || {
         let s = secrets.get_opt("app").await.ok().flatten()?;
         (value(&s, "password").as_deref() == Some("after")).then_some(())
     })
@@ -240,7 +215,7 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
         .status()
         .expect("kill");
     assert!(status.success());
-    eventually("the Lease to be released", Duration::from_secs(20), async || {
+    poll_for("the Lease to be released", Duration::from_secs(20), async || {
         holder(&leases).await.is_none().then_some(())
     })
     .await;

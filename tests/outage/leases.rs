@@ -19,15 +19,7 @@ fn lease(vs: &VaultSecret) -> LeaseStatus {
 }
 
 async fn wait_vs(t: &TestNs, what: &str, cond: impl Fn(&VaultSecret) -> bool) -> VaultSecret {
-    let cond = move |vs: Option<&VaultSecret>| vs.is_some_and(&cond);
-    within_for(
-        Duration::from_secs(60),
-        what,
-        await_condition(t.vaultsecrets(), "app", cond),
-    )
-    .await
-    .expect("watch VaultSecret")
-    .expect("VaultSecret exists")
+    t.wait_vs_for("app", Duration::from_secs(60), what, cond).await
 }
 
 fn ready_reason(vs: &VaultSecret) -> (String, String) {

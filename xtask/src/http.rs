@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 /// A response: status code and body.
 #[derive(Debug)]
-pub(crate) struct Response {
+pub struct Response {
     pub status: u16,
     pub body: String,
 }
@@ -23,7 +23,7 @@ impl Response {
 }
 
 /// Sends one request to `addr` and reads the whole response.
-pub(crate) fn request(
+pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -12,13 +12,12 @@
 //! assert!(status.success());
 //! ```
 
-pub mod bench;
 mod binaries;
 mod certs;
 pub mod demo;
 pub mod deploy;
 mod env;
-mod http;
+pub mod http;
 pub mod image;
 mod kube;
 pub mod node;

@@ -1,5 +1,7 @@
 //! `cargo xtask`: developer tasks for vaultsync.
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,7 +34,7 @@ enum Task {
     /// offline: a static musl binary, non-root, no shell.
     Image,
     /// Run the scale benchmark (issue 7) on a fresh environment and write docs/benchmarks.md.
-    Bench(xtask::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Install the components if needed, then run every test (`cargo test --workspace`).
     Test {
         /// Extra arguments for `cargo test`, e.g. `-- --test-threads=1`.
@@ -101,7 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             xtask::demo::run(&dir)
         }
         Task::Image => image(),
-        Task::Bench(args) => xtask::bench::run(&args),
+        Task::Bench(args) => bench::run(&args),
         Task::Test { args } => test(&args),
     }
 }

@@ -19,7 +19,7 @@ use super::operator::{self, Operator};
 use super::ready::ReadyTracker;
 use super::vault::{self, AuditLog, PROBE_PATH, Requests};
 use super::{BULK_PREFIX, BenchArgs, percentile, probe_latencies};
-use crate::Env;
+use xtask::Env;
 
 /// The observed cycle is the interval plus this fraction, so every grid point falls in it.
 const CYCLE_MARGIN: f64 = 0.15;

@@ -24,7 +24,6 @@ use kube::Client;
 use kube::api::PostParams;
 use serde::Serialize;
 
-use crate::{Env, EnvOptions, workspace_root};
 pub use args::{BenchArgs, Kind};
 use args::{command_line, interval};
 use cluster::{CONCURRENCY, PROBE_NAMESPACE};
@@ -32,6 +31,7 @@ use cycle::Cycle;
 use operator::Operator;
 use ready::ReadyTracker;
 use vault::{AuditLog, Requests};
+use xtask::{Env, EnvOptions, workspace_root};
 
 /// Namespaces of the baseline's objects.
 const BASELINE_PREFIX: &str = "base";
@@ -106,8 +106,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let command = command_line(args);
     let binary = if args.image {
         eprintln!("bench: building the operator image's binary (static musl)");
-        crate::image::operator()?;
-        root.join(crate::image::STRIPPED_BINARY)
+        xtask::image::operator()?;
+        root.join(xtask::image::STRIPPED_BINARY)
     } else {
         eprintln!("bench: building the release operator");
         operator::build(&root)?;

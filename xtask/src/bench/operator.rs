@@ -9,8 +9,8 @@ use std::process::{Child, Command};
 
 use anyhow::{Context, Result, bail};
 
-use crate::Env;
-use crate::http;
+use xtask::Env;
+use xtask::http;
 
 /// The running operator; killed when dropped.
 pub struct Operator {

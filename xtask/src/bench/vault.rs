@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Env;
-use crate::http;
+use xtask::Env;
+use xtask::http;
 
 /// The KV v2 path (under `secret`) the cycle's probes read, apart from the bulk paths (and not
 /// under their prefix `bench/p`, so the two are counted apart).

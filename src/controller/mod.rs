@@ -1,26 +1,24 @@
 //! The VaultSecret controller: watches VaultSecrets and the Secrets they own, and syncs.
 
-mod cache;
-mod connection;
 mod deletion;
 mod destination;
 mod error;
-mod failure;
-mod identity;
 mod leases;
-mod observe;
 mod owned;
 mod reconcile;
-mod release;
+mod report;
+mod resolve;
 mod restarts;
 mod schedule;
-mod secret;
+mod slim;
 mod sources;
-mod status;
-mod token_check;
+mod sync;
 mod tokens;
 mod tracker;
-mod trust;
+
+use report::{failure, status};
+use resolve::{connection, identity, trust};
+use tokens::release;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -124,7 +122,7 @@ pub struct Context {
     /// Key of `status.secretHash`.
     pub hash_key: HashKey,
     /// Metadata (never data) of the Secrets vaultsync manages.
-    pub secrets: owned::SecretCache,
+    pub secrets: owned::OwnedSecrets,
     /// Debounced workload restarts (`spec.rollout`), shared by every reconcile.
     pub rollouts: rollout::Rollouts,
     /// Tokens of leases that a deletion left to expire (`revokeOnDelete: false`).
@@ -180,7 +178,7 @@ pub async fn run(
             )
         })?;
 
-    let secrets = owned::SecretCache::default();
+    let secrets = owned::OwnedSecrets::default();
     let cache = secrets.clone();
     let owned = watcher(
         scoped::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
@@ -229,7 +227,7 @@ pub async fn run(
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(cache::slim_vaultsecret)
+        .modify(slim::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(vs)) => {

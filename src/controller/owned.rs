@@ -96,13 +96,13 @@ struct State {
     relist: Entries,
 }
 
-/// The managed Secrets' metadata, fed by the metadata watch ([`SecretCache::apply`]).
+/// The managed Secrets' metadata, fed by the metadata watch ([`OwnedSecrets::apply`]).
 #[derive(Clone, Default)]
-pub struct SecretCache {
+pub struct OwnedSecrets {
     state: Arc<RwLock<State>>,
 }
 
-impl SecretCache {
+impl OwnedSecrets {
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretMeta> {
         self.read().live.get(namespace)?.get(name).cloned()
     }
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn the_cache_follows_the_watch_and_a_relist_replaces_it_when_complete() {
-        let cache = SecretCache::default();
+        let cache = OwnedSecrets::default();
         cache.apply(&watcher::Event::Apply(secret("a", "1")));
         cache.apply(&watcher::Event::Apply(secret("b", "1")));
         cache.apply(&watcher::Event::Apply(secret("a", "2")));

@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -67,7 +66,7 @@ pub async fn before_sync(vs: Arc<VaultSecret>, ctx: &Context) -> Arc<VaultSecret
             ctx.rollouts.cancel(&key);
             let mut new = vs.status.clone().unwrap_or_default();
             new.pending_rollout_hash = None;
-            match status::write_if_changed(&vs_api(ctx, &vs), &vs, new.clone()).await {
+            match status::write_if_changed(&ctx.vs_api(&vs), &vs, new.clone()).await {
                 Ok(_) => vs = with_status(&vs, new),
                 Err(e) => tracing::warn!(name = vs.name_any(), error = %e, "could not clear the pending rollout"),
             }
@@ -88,7 +87,7 @@ async fn apply_report(vs: &VaultSecret, ctx: &Context, report: &Report) -> super
         new.pending_rollout_hash = None;
     }
     let new = status::with_condition(new, condition(vs, summary.ok, summary.reason, summary.message.clone()));
-    let wrote = status::write_if_changed(&vs_api(ctx, vs), vs, new.clone()).await?;
+    let wrote = status::write_if_changed(&ctx.vs_api(vs), vs, new.clone()).await?;
     if !summary.ok && wrote && before != Some(("False".into(), summary.reason.into())) {
         let event = Event {
             type_: EventType::Warning,
@@ -104,28 +103,11 @@ async fn apply_report(vs: &VaultSecret, ctx: &Context, report: &Report) -> super
 
 /// The `RolloutRestart` condition, keeping the transition time while the status stays the same.
 fn condition(vs: &VaultSecret, ok: bool, reason: &str, message: String) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let previous = vs.status.as_ref().and_then(|s| s.rollout_restart());
-    let last_transition_time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone(),
-        _ => Time(jiff::Timestamp::now()),
-    };
-    Condition {
-        type_: ROLLOUT_RESTART.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: vs.metadata.generation,
-        last_transition_time,
-    }
+    status::condition(vs, ROLLOUT_RESTART, ok, reason, message)
 }
 
 fn with_status(vs: &VaultSecret, status: VaultSecretStatus) -> Arc<VaultSecret> {
     let mut vs = vs.clone();
     vs.status = Some(status);
     Arc::new(vs)
-}
-
-fn vs_api(ctx: &Context, vs: &VaultSecret) -> Api<VaultSecret> {
-    Api::namespaced(ctx.client.clone(), &vs.namespace().unwrap_or_default())
 }

@@ -6,7 +6,7 @@
 //! first, then its credentials into the lease Secret, then the destination Secret. A crash at any
 //! point leaves every lease recorded, so none is lost unrevoked.
 
-mod cache;
+mod kept;
 mod plan;
 mod request;
 mod revoke;
@@ -30,7 +30,7 @@ use crate::api::{
     LeaseAction, LeaseStatus, LeasedSpec, PendingRevocation, VaultSecret, VaultSecretStatus, parse_duration,
 };
 use crate::vault::{self, Connection};
-use cache::{Cache, Kept};
+use kept::{Cache, Kept};
 use plan::{Step, Why};
 
 /// Default of `spec.refresh.revokeGracePeriod`.

@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::error::{Error, Result};
+use super::super::error::{Error, Result};
 use crate::api::VaultSecret;
 use crate::{APPLIED_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGER};
 

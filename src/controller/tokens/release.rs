@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
-use super::{Context, Settings, trust};
+use super::super::{Context, Settings, trust};
 use crate::api::VaultSecret;
 use crate::vault::{Connection, parse_address};
 

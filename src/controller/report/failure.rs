@@ -7,8 +7,8 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::error::{Error, Result};
-use super::{Context, leases, status};
+use super::super::error::{Error, Result};
+use super::super::{Context, leases, status};
 use crate::api::{VaultSecret, VaultSecretStatus};
 use crate::events::EventType;
 use crate::reasons::Retry;

@@ -6,9 +6,9 @@
 use kube::ResourceExt;
 use url::Url;
 
-use super::Settings;
-use super::error::{Error, Result};
-use super::secret;
+use super::super::Settings;
+use super::super::destination;
+use super::super::error::{Error, Result};
 use crate::api::{AuthMethod, SecretKeyRef, TokenRequestSpec, VaultSecret, check_auth_mount, check_source};
 use crate::reasons;
 use crate::vault::parse_address;
@@ -40,7 +40,7 @@ impl Refusal {
         self.entry().name
     }
 
-    pub(super) fn entry(self) -> reasons::Ready {
+    pub(in crate::controller) fn entry(self) -> reasons::Ready {
         match self {
             Refusal::VaultAddress => reasons::VAULT_ADDRESS_NOT_ALLOWED,
             Refusal::Audience => reasons::AUDIENCE_NOT_ALLOWED,
@@ -97,13 +97,13 @@ fn check_mount(mount: &str, field: &str) -> Result<()> {
 /// The destination may not be a leases Secret (its own or another VaultSecret's) nor, in the
 /// operator's namespace, a Secret the operator keeps for itself.
 fn check_destination(vs: &VaultSecret, settings: &Settings) -> Result<()> {
-    let name = secret::destination_name(vs);
+    let name = destination::destination_name(vs);
     if name.ends_with(LEASES_SUFFIX) {
         return Err(Refusal::Destination.because(format!(
             "the destination Secret {name} would be a leases Secret of the operator (names ending in {LEASES_SUFFIX}); set spec.destination.name"
         )));
     }
-    let own = [settings.hash_key_secret.as_str(), super::tokens::SECRET_NAME];
+    let own = [settings.hash_key_secret.as_str(), super::super::tokens::SECRET_NAME];
     if vs.namespace().as_deref() == Some(settings.namespace.as_str()) && own.contains(&name.as_str()) {
         return Err(Refusal::Destination.because(format!(
             "the destination Secret {name} is one the operator keeps for itself in namespace {}",
@@ -223,7 +223,7 @@ pub fn check_secret_ref(r: &SecretKeyRef, field: &str) -> Result<()> {
 }
 
 /// Same scheme, host, port and path (ignoring a trailing slash).
-pub(super) fn same_server(a: &Url, b: &Url) -> bool {
+pub(in crate::controller) fn same_server(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()

@@ -5,22 +5,30 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::Context;
-use super::error::{Error, Result};
+use super::super::Context;
+use super::super::error::{Error, Result};
 use crate::MANAGER;
 use crate::api::{READY, VaultSecret, VaultSecretStatus};
 use crate::events::{Event, EventType};
 
 /// The `Ready` condition for `vs`, keeping the previous transition time when the status is the same.
 pub fn ready(vs: &VaultSecret, ok: bool, reason: &str, message: String) -> Condition {
+    condition(vs, READY, ok, reason, message)
+}
+
+/// Condition `type_` for `vs`, keeping the previous transition time when the status is the same.
+pub fn condition(vs: &VaultSecret, type_: &str, ok: bool, reason: &str, message: String) -> Condition {
     let status = if ok { "True" } else { "False" };
-    let previous = vs.status.as_ref().and_then(|s| s.ready());
+    let previous = vs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
     let last_transition_time = match previous {
         Some(p) if p.status == status => p.last_transition_time.clone(),
         _ => Time(jiff::Timestamp::now()),
     };
     Condition {
-        type_: READY.into(),
+        type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
         message,
@@ -58,12 +66,12 @@ pub async fn write_if_changed(api: &Api<VaultSecret>, vs: &VaultSecret, status: 
 }
 
 impl Context {
-    pub(super) fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
+    pub(in crate::controller) fn vs_api(&self, vs: &VaultSecret) -> Api<VaultSecret> {
         Api::namespaced(self.client.clone(), &vs.namespace().unwrap_or_default())
     }
 
     /// Publishes an Event about `vs`; a failure to publish is logged, never fatal.
-    pub(super) async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
+    pub(in crate::controller) async fn publish(&self, vs: &VaultSecret, type_: EventType, reason: &str, note: String) {
         let event = Event {
             type_,
             reason: reason.into(),

@@ -7,7 +7,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 use kube::config::AuthInfo;
 
-use super::error::{Error, Result};
+use super::super::error::{Error, Result};
 
 /// Whether the Kubernetes API server described by `base` authenticates `token`. Fails closed: an
 /// answer other than "authenticated" or "unauthorized" is an error, and the token is not used.

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::MANAGER;
 use crate::api::VaultSecret;
+use crate::controller::destination::{self, Ownership};
 use crate::controller::error::{Error, Result};
-use crate::controller::secret::{self, Ownership};
 
 /// Suffix of the Secret's name.
 const SUFFIX: &str = ".vaultsync-leases";
@@ -60,7 +60,7 @@ impl Cache {
         let Some(secret) = api.get_opt(&name).await.map_err(Error::kube("read lease Secret"))? else {
             return Ok(Cache::default());
         };
-        if secret::ownership(&secret, vs) != Ownership::Ours {
+        if destination::ownership(&secret, vs) != Ownership::Ours {
             return Err(Error::SecretNotOwned(format!(
                 "Secret {name} (where vaultsync keeps leased credentials) exists and was not created by this VaultSecret"
             )));
@@ -125,7 +125,7 @@ impl Cache {
                 name: Some(name.clone()),
                 namespace: vs.namespace(),
                 labels: Some([("app.kubernetes.io/part-of".to_owned(), MANAGER.to_owned())].into()),
-                owner_references: Some(vec![secret::owner_reference(vs)?]),
+                owner_references: Some(vec![destination::owner_reference(vs)?]),
                 ..Default::default()
             },
             type_: Some("Opaque".into()),

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
-use super::Context;
-use super::error::{Error, Result};
+use super::super::Context;
+use super::super::error::{Error, Result};
 use super::token_check;
 use super::trust::{self, Refusal};
 use crate::api::{SecretKeyRef, TokenRequestSpec, VaultSecret};

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::error::{Error, Result};
-use super::{Context, trust};
+use super::super::error::{Error, Result};
+use super::super::{Context, trust};
 use crate::api::VaultSecret;
 use crate::vault::{Connection, parse_address};
 

@@ -6,14 +6,18 @@
 //!   after all, read it and decide as below;
 //! - otherwise read it, check who owns it, and write it if it differs.
 
+mod desired;
+
+pub use desired::{Desired, Ownership, desired, destination_name, owner_reference, ownership, remove_renamed};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
+use super::Context;
 use super::error::{Error, Result};
 use super::owned::SecretMeta;
-use super::secret::{self, Desired, Ownership};
-use super::{Context, observe};
+use super::report::rotation_reason;
 use crate::api::VaultSecret;
 use crate::events::EventType;
 use crate::reasons::event;
@@ -75,14 +79,14 @@ pub async fn apply(
         Some(existing) => check_ownership(existing, vs, &name)?,
         None => false,
     };
-    if existing.as_ref().is_some_and(|e| secret::up_to_date(e, desired)) {
+    if existing.as_ref().is_some_and(|e| desired::up_to_date(e, desired)) {
         return Ok(Applied {
             secret_version: existing.and_then(|e| e.resource_version()),
             existed: true,
             unchanged: true,
         });
     }
-    let written = secret::write(api, existing.as_ref(), desired).await?;
+    let written = desired::write(api, existing.as_ref(), desired).await?;
     report_write(vs, ctx, existing.as_ref(), desired, adopted, env_skipped).await;
     Ok(Applied {
         secret_version: written.resource_version(),
@@ -105,7 +109,7 @@ fn cached_up_to_date(meta: &SecretMeta, vs: &VaultSecret, desired: &Desired, las
 
 /// Whether `vs` may write `existing`: ours, or unowned with `takeOver` (then `true`: adopted).
 fn check_ownership(existing: &Secret, vs: &VaultSecret, name: &str) -> Result<bool> {
-    match secret::ownership(existing, vs) {
+    match desired::ownership(existing, vs) {
         Ownership::Ours => Ok(false),
         Ownership::Unowned if vs.spec.destination.take_over => Ok(true),
         Ownership::Unowned => Err(Error::SecretNotOwned(format!(
@@ -127,7 +131,7 @@ async fn report_write(
     env_skipped: &[String],
 ) {
     let name = desired.secret.name_any();
-    let rotation = observe::rotation_reason(existing, desired, vs);
+    let rotation = rotation_reason(existing, desired, vs);
     if let Some(reason) = rotation {
         ctx.observe_rotation(vs, reason);
     }

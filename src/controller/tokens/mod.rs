@@ -1,0 +1,7 @@
+//! Vault tokens that own leases: kept in one Secret of the operator's namespace (`store`) so a
+//! restarted operator renews their leases, and revoked once they own none (`release`).
+
+pub mod release;
+mod store;
+
+pub use store::{SECRET_NAME, SecretTokenStore};

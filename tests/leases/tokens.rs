@@ -10,7 +10,7 @@ use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 
 use crate::common::auth::{kubernetes_logins, kubernetes_role, read_policy, setup};
-use crate::common::{TestNs, db, has_value, restart_operator, within_for};
+use crate::common::{TestNs, db, has_value, poll_for, restart_operator, within_for};
 use crate::{assert_not_leaked, creds, lease, synced};
 
 /// The token of a value kept in `vaultsync-lease-tokens` (`{"v": 1, "address", "token"}`; a
@@ -249,35 +249,15 @@ async fn a_kept_token_nobody_claims_is_revoked_and_dropped() {
     assert!(lookup(&bare));
 }
 
-#[tokio::test]
-async fn a_token_kept_by_an_older_version_is_picked_up_and_kept_under_the_new_key() {
-    let t = TestNs::new("lease-token-upgrade").await;
-    setup(t.op);
-    let bao = &t.op.bao;
-    read_policy(bao, &t.ns, &t.ns);
-    kubernetes_role(bao, &t.ns, &t.ns, "app", &t.ns, &[]);
-    let sa = t.create_service_account("app").await;
-    // Logged in as an older operator did, its token kept as it kept them: bare, under the key
-    // derived from the identity's Debug output.
-    let jwt = t.kubectl(&["create", "token", "app", "--audience", "vault"]);
-    let token = bao
-        .run(&[
-            "write",
-            "-field=token",
-            "auth/kubernetes/login",
-            &format!("role={}", t.ns),
-            &format!("jwt={}", jwt.trim()),
-        ])
-        .trim()
-        .to_owned();
+/// The keys of the kept token of ServiceAccount `app` (UID `uid`) logging in with Kubernetes
+/// auth role `<ns>`: as versions before 2 derived it (written out here rather than asked of the
+/// code under test: the Debug output of their identity enum, hashed with the address), and now.
+fn token_keys(t: &TestNs, uid: &str) -> (String, String) {
     let conn = vaultsync::vault::Connection {
         address: vaultsync::vault::parse_address(&t.op.env.vault_addr).expect("address"),
         namespace: None,
         ca_pem: None,
     };
-    let uid = sa.metadata.uid.clone().expect("uid");
-    // The key as versions before 2 derived it, written out here rather than asked of the code
-    // under test: the Debug output of their identity enum, hashed with the address.
     let legacy = {
         use sha2::Digest;
         let debug = format!(
@@ -303,7 +283,93 @@ async fn a_token_kept_by_an_older_version_is_picked_up_and_kept_under_the_new_ke
             ("audiences", ["vault".to_owned()].as_slice().into()),
         ],
     );
-    let key = vaultsync::vault::token_key(&conn, &identity);
+    (legacy, vaultsync::vault::token_key(&conn, &identity))
+}
+
+#[tokio::test]
+async fn after_an_upgrade_the_token_kept_under_the_old_key_keeps_its_lease_without_a_new_one_or_a_restart() {
+    let t = TestNs::new("lease-token-upgrade-lease").await;
+    let bao = &t.op.bao;
+    let (path, spec) = own_identity(&t, ("5m", "10m"), &[]).await;
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let (_, first) = synced(&t, "app").await;
+    let before = t.secrets().get("app").await.expect("Secret");
+    let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(t.client.clone(), &t.ns)
+        .get("app")
+        .await
+        .expect("ServiceAccount");
+    let (legacy, key) = token_keys(&t, &sa.metadata.uid.expect("uid"));
+    // What the previous release left behind: the token that owns the lease, bare, under the key
+    // it derived, and nothing under the new one.
+    let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
+    let get_kept = async || {
+        let secret = kept.get("vaultsync-lease-tokens").await.expect("get Secret");
+        secret.data.unwrap_or_default()
+    };
+    let token = get_kept()
+        .await
+        .get(&key)
+        .map(|v| kept_token(&v.0))
+        .expect("the token that owns the lease is kept under the new key");
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let downgrade = json!({"data": {&key: null, &legacy: b64(&token)}});
+    kept.patch(
+        "vaultsync-lease-tokens",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&downgrade),
+    )
+    .await
+    .expect("keep the token as the previous release did");
+    let logins = kubernetes_logins(bao, &t.ns).len();
+
+    restart_operator().await;
+    poll_for(
+        "the kept token to move to the new key",
+        Duration::from_secs(60),
+        async || {
+            let data = get_kept().await;
+            let moved = data.get(&key).map(|v| kept_token(&v.0)) == Some(token.clone());
+            (moved && !data.contains_key(&legacy)).then_some(())
+        },
+    )
+    .await;
+    let vs = t.vaultsecrets().get("app").await.expect("VaultSecret");
+    assert_eq!(lease(&vs).id, first.id, "the lease was replaced");
+    assert_eq!(db::issued(bao, &path), 1, "new credentials were issued");
+    let after = t.secrets().get("app").await.expect("Secret");
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "the Secret was rewritten (workloads would restart)"
+    );
+    assert_eq!(
+        kubernetes_logins(bao, &t.ns).len(),
+        logins,
+        "logged in anew instead of picking up the kept token"
+    );
+}
+
+#[tokio::test]
+async fn a_token_kept_by_an_older_version_is_picked_up_and_kept_under_the_new_key() {
+    let t = TestNs::new("lease-token-upgrade").await;
+    setup(t.op);
+    let bao = &t.op.bao;
+    read_policy(bao, &t.ns, &t.ns);
+    kubernetes_role(bao, &t.ns, &t.ns, "app", &t.ns, &[]);
+    let sa = t.create_service_account("app").await;
+    // Logged in as an older operator did, its token kept as it kept them: bare, under the key
+    // derived from the identity's Debug output.
+    let jwt = t.kubectl(&["create", "token", "app", "--audience", "vault"]);
+    let token = bao
+        .run(&[
+            "write",
+            "-field=token",
+            "auth/kubernetes/login",
+            &format!("role={}", t.ns),
+            &format!("jwt={}", jwt.trim()),
+        ])
+        .trim()
+        .to_owned();
+    let (legacy, key) = token_keys(&t, &sa.metadata.uid.clone().expect("uid"));
     let kept = Api::<Secret>::namespaced(t.client.clone(), "vaultsync-system");
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     let patch = json!({

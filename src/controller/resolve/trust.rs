@@ -292,21 +292,30 @@ mod tests {
     }
 
     #[test]
-    fn audiences_and_lifetimes_beyond_the_administrators_are_refused() {
+    fn audiences_lifetimes_and_mounts_beyond_the_administrators_are_refused_for_both_token_logins() {
         let s = settings();
-        let kube = |extra: serde_json::Value| {
-            let mut auth = json!({"role": "r", "serviceAccountName": "app"});
-            auth.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            vs(
-                "a",
-                json!({"auth": {"kubernetes": auth}, "sources": [{"kv": {"mount": "secret", "path": "p"}}]}),
-            )
-        };
-        assert!(check_spec(&kube(json!({})), &s).is_ok());
-        let api = kube(json!({"audiences": ["vault", "https://kubernetes.default.svc"]}));
-        assert_eq!(reason(check_spec(&api, &s)), "AudienceNotAllowed");
-        let long = kube(json!({"tokenExpirationSeconds": 86400}));
-        assert_eq!(reason(check_spec(&long, &s)), "TokenLifetimeNotAllowed");
+        for method in ["kubernetes", "jwt"] {
+            let login = |extra: serde_json::Value| {
+                let mut auth = json!({"role": "r", "serviceAccountName": "app"});
+                auth.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+                vs(
+                    "a",
+                    json!({"auth": {method: auth}, "sources": [{"kv": {"mount": "secret", "path": "p"}}]}),
+                )
+            };
+            assert!(check_spec(&login(json!({})), &s).is_ok(), "{method}");
+            let api = login(json!({"audiences": ["vault", "https://kubernetes.default.svc"]}));
+            let err = check_spec(&api, &s).unwrap_err();
+            assert_eq!(err.reason(), "AudienceNotAllowed", "{method}");
+            assert!(
+                err.to_string().contains(&format!("spec.auth.{method}.audiences")),
+                "{err}"
+            );
+            let long = login(json!({"tokenExpirationSeconds": 86400}));
+            assert_eq!(reason(check_spec(&long, &s)), "TokenLifetimeNotAllowed", "{method}");
+            let escape = login(json!({"mount": "kubernetes/../../sys"}));
+            assert_eq!(reason(check_spec(&escape, &s)), "InvalidSpec", "{method}");
+        }
     }
 
     fn check_operator_use(vs: &VaultSecret, s: &Settings) -> Result<()> {

@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn docs_name_every_event_reason() {
         let events = &API_MD[API_MD
-            .find("Events (`kubectl describe vs NAME`)")
+            .find("Events (`kubectl describe vsec NAME`)")
             .expect("Events paragraph")..];
         for reason in event::ALL {
             assert!(

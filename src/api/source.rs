@@ -16,7 +16,7 @@ use super::paths::{NO_DOT_SEGMENTS_RULE, NO_RESERVED_SEGMENTS_RULE, VAULT_PATH_P
 pub struct Source {
     /// Optional name, used in status and messages (default: the source's index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
     pub name: Option<String>,
 
     /// A secret of a KV secrets engine (version 1 or 2).

@@ -20,7 +20,7 @@ use super::status::VaultSecretStatus;
     kind = "VaultSecret",
     namespaced,
     status = "VaultSecretStatus",
-    shortname = "vs",
+    shortname = "vsec",
     category = "vaultsync",
     doc = "VaultSecret keeps a Kubernetes Secret in sync with secrets read from Vault or OpenBao.",
     printcolumn(
@@ -50,7 +50,9 @@ pub struct VaultSecretSpec {
     pub auth: Option<Box<Auth>>,
 
     /// Secrets to read, merged into one Secret in order: a later source wins on a duplicate key.
+    /// Source names are unique.
     #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("self.all(x, !has(x.name) || self.exists_one(y, has(y.name) && y.name == x.name))").message("source names must be unique"))]
     pub sources: Vec<Source>,
 
     /// The Kubernetes Secret to write.

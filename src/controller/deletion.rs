@@ -6,6 +6,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::error::Result;
+use super::tracker::Asked;
 use super::{Context, connection, identity, leases};
 use crate::api::VaultSecret;
 use crate::vault;
@@ -23,7 +24,7 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
         Ok(()) => Ok(Action::await_change()),
         Err(e) => {
             tracing::info!(reason = e.reason(), "{e}");
-            let wait = ctx.tracker.failed(key, vs.metadata.generation, |failures| {
+            let wait = ctx.tracker.failed(key, Asked::of(vs), |failures| {
                 ctx.settings.backoff.delay(failures, &mut rand::rng())
             });
             Ok(Action::requeue(wait))

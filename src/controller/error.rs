@@ -67,7 +67,7 @@ pub enum Error {
     #[error("{message}")]
     NotAllowed { refusal: Refusal, message: String },
     /// A Kubernetes API call failed.
-    #[error("Kubernetes API error during {action}: {source}")]
+    #[error("Kubernetes API error during {action}: {}", crate::kube_error_message(.source))]
     Kube {
         action: &'static str,
         #[source]

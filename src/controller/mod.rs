@@ -166,7 +166,10 @@ pub async fn run(
     let scope = settings.watch_namespaces.first().cloned();
     let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());
     vs_api.list(&ListParams::default().limit(1)).await.map_err(|e| {
-        anyhow::anyhow!("cannot list VaultSecrets ({e}); is the CRD installed? (`vaultsync crd | kubectl apply -f -`)")
+        anyhow::anyhow!(
+            "cannot list VaultSecrets ({}); is the CRD installed? (`vaultsync crd | kubectl apply -f -`)",
+            crate::kube_error_message(&e)
+        )
     })?;
     let hash_key = HashKey::load_or_create(client.clone(), &settings.namespace, &settings.hash_key_secret)
         .await

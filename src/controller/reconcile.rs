@@ -8,6 +8,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
+use super::tracker::Asked;
 use super::{Context, deletion, destination, failure, leases, restarts, schedule, sync};
 use crate::api::{VaultSecret, parse_duration};
 
@@ -27,7 +28,8 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
         let secret = ctx.secrets.get(&ns, &destination::destination_name(&vs))?;
         secret.resource_version().map(str::to_owned)
     };
-    if let Some(wait) = ctx.tracker.not_due(&key, vs.metadata.generation, seen, now) {
+    let asked = Asked::of(&vs);
+    if let Some(wait) = ctx.tracker.not_due(&key, &asked, seen, now) {
         return Ok(Action::requeue(wait));
     }
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
@@ -50,8 +52,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
                 // A lease to renew or rotate, or a superseded one to revoke, before the refresh.
                 delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));
             }
-            ctx.tracker
-                .succeeded(key, vs.metadata.generation, synced.secret_version, now + delay);
+            ctx.tracker.succeeded(key, asked, synced.secret_version, now + delay);
             Ok(Action::requeue(delay))
         }
         Err(sync::Failed { error, recorded }) => failure::report(&vs, &ctx, key, error, recorded).await,

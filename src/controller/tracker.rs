@@ -8,9 +8,32 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::ObjectRef;
 use parking_lot::Mutex;
 
+use crate::SYNC_REQUESTED_ANNOTATION;
 use crate::api::VaultSecret;
 
 type Key = ObjectRef<VaultSecret>;
+
+/// What a sync answers: the spec's generation and the last value of
+/// [`SYNC_REQUESTED_ANNOTATION`]. A sync is due at once when either differs from the last sync's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub generation: Option<i64>,
+    pub sync_requested: Option<String>,
+}
+
+impl Asked {
+    pub fn of(vs: &VaultSecret) -> Self {
+        Asked {
+            generation: vs.metadata.generation,
+            sync_requested: vs
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SYNC_REQUESTED_ANNOTATION))
+                .cloned(),
+        }
+    }
+}
 
 /// Per-VaultSecret bookkeeping, shared by every reconcile.
 #[derive(Default)]
@@ -29,8 +52,8 @@ struct Inner {
 /// What is remembered about one VaultSecret.
 #[derive(Clone, Debug)]
 struct State {
-    /// `metadata.generation` of the last sync.
-    generation: Option<i64>,
+    /// What the last sync answered.
+    asked: Asked,
     /// resourceVersion of the Secret as last written or read.
     secret_version: Option<String>,
     /// When the next sync is due (refresh deadline or retry).
@@ -40,20 +63,20 @@ struct State {
 }
 
 impl Tracker {
-    /// `None` when a sync of `key` is due at `now` — never synced, a new `generation`, the
-    /// deadline passed, or its Secret is no longer at the version last written (`seen` gives the
-    /// version now) — else how long until it is.
+    /// `None` when a sync of `key` is due at `now` — never synced, a new generation or sync
+    /// request (`asked`), the deadline passed, or its Secret is no longer at the version last
+    /// written (`seen` gives the version now) — else how long until it is.
     pub fn not_due(
         &self,
         key: &Key,
-        generation: Option<i64>,
+        asked: &Asked,
         seen: impl FnOnce() -> Option<String>,
         now: Instant,
     ) -> Option<Duration> {
         let (next_sync, written) = {
             let inner = self.inner.lock();
             let state = inner.objects.get(key)?;
-            if state.generation != generation || now >= state.next_sync {
+            if state.asked != *asked || now >= state.next_sync {
                 return None;
             }
             (state.next_sync, state.secret_version.clone())
@@ -64,11 +87,11 @@ impl Tracker {
         Some(next_sync - now)
     }
 
-    /// Records a successful sync of `generation` that left the Secret at `secret_version`; the
-    /// next is due at `next_sync`.
-    pub fn succeeded(&self, key: Key, generation: Option<i64>, secret_version: Option<String>, next_sync: Instant) {
+    /// Records a successful sync that answered `asked` and left the Secret at `secret_version`;
+    /// the next is due at `next_sync`.
+    pub fn succeeded(&self, key: Key, asked: Asked, secret_version: Option<String>, next_sync: Instant) {
         let state = State {
-            generation,
+            asked,
             secret_version,
             next_sync,
             failures: 0,
@@ -76,16 +99,17 @@ impl Tracker {
         self.inner.lock().objects.insert(key, state);
     }
 
-    /// Records a failed attempt for `generation`; `delay` gives the wait before the next from the
-    /// number of consecutive failures, this one included. Returns that wait.
-    pub fn failed(&self, key: Key, generation: Option<i64>, delay: impl FnOnce(u32) -> Duration) -> Duration {
+    /// Records a failed attempt to answer `asked` (a sync request is not repeated: the retry
+    /// follows the backoff); `delay` gives the wait before the next from the number of
+    /// consecutive failures, this one included. Returns that wait.
+    pub fn failed(&self, key: Key, asked: Asked, delay: impl FnOnce(u32) -> Duration) -> Duration {
         let mut inner = self.inner.lock();
         let previous = inner.objects.get(&key);
         let failures = previous.map_or(0, |s| s.failures) + 1;
         let secret_version = previous.and_then(|s| s.secret_version.clone());
         let wait = delay(failures);
         let state = State {
-            generation,
+            asked,
             secret_version,
             next_sync: Instant::now() + wait,
             failures,
@@ -166,29 +190,61 @@ mod tests {
         ObjectRef::new(name).within("ns")
     }
 
+    fn asked(generation: i64, requested: Option<&str>) -> Asked {
+        Asked {
+            generation: Some(generation),
+            sync_requested: requested.map(str::to_owned),
+        }
+    }
+
     #[test]
-    fn a_sync_is_due_on_a_new_generation_a_passed_deadline_or_a_changed_secret() {
+    fn a_sync_is_due_on_a_new_generation_or_request_a_passed_deadline_or_a_changed_secret() {
         let tracker = Tracker::default();
         let now = Instant::now();
         let version = || Some("7".to_owned());
-        assert_eq!(tracker.not_due(&key("a"), Some(1), version, now), None, "never synced");
-        tracker.succeeded(key("a"), Some(1), Some("7".into()), now + Duration::from_secs(60));
         assert_eq!(
-            tracker.not_due(&key("a"), Some(1), version, now),
+            tracker.not_due(&key("a"), &asked(1, None), version, now),
+            None,
+            "never synced"
+        );
+        tracker.succeeded(
+            key("a"),
+            asked(1, None),
+            Some("7".into()),
+            now + Duration::from_secs(60),
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, None), version, now),
             Some(Duration::from_secs(60))
         );
         assert_eq!(
-            tracker.not_due(&key("a"), Some(2), version, now),
+            tracker.not_due(&key("a"), &asked(2, None), version, now),
             None,
             "new generation"
         );
         assert_eq!(
-            tracker.not_due(&key("a"), Some(1), || Some("8".into()), now),
+            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now),
+            None,
+            "a sync request"
+        );
+        tracker.succeeded(
+            key("a"),
+            asked(1, Some("x")),
+            Some("7".into()),
+            now + Duration::from_secs(60),
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now),
+            Some(Duration::from_secs(60)),
+            "the same request is answered once"
+        );
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, Some("x")), || Some("8".into()), now),
             None,
             "Secret changed by someone else"
         );
         assert_eq!(
-            tracker.not_due(&key("a"), Some(1), version, now + Duration::from_secs(61)),
+            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now + Duration::from_secs(61)),
             None
         );
     }
@@ -197,26 +253,31 @@ mod tests {
     fn failures_count_up_keep_the_secret_version_and_reset_on_success() {
         let tracker = Tracker::default();
         let now = Instant::now();
-        tracker.succeeded(key("a"), Some(1), Some("7".into()), now);
+        tracker.succeeded(key("a"), asked(1, None), Some("7".into()), now);
         let waits: Vec<Duration> = (0..3)
-            .map(|_| tracker.failed(key("a"), Some(1), |n| Duration::from_secs(u64::from(n))))
+            .map(|_| tracker.failed(key("a"), asked(1, None), |n| Duration::from_secs(u64::from(n))))
             .collect();
         assert_eq!(waits, [1, 2, 3].map(Duration::from_secs));
         assert_eq!(tracker.failures(&key("a")), 3);
         assert_eq!(tracker.secret_version(&key("a")).as_deref(), Some("7"));
-        tracker.succeeded(key("a"), Some(1), Some("8".into()), now);
+        tracker.succeeded(key("a"), asked(1, None), Some("8".into()), now);
         assert_eq!(tracker.failures(&key("a")), 0);
     }
 
     #[test]
     fn forget_drops_the_state_and_every_token_entry() {
         let tracker = Tracker::default();
-        tracker.succeeded(key("a"), None, None, Instant::now() + Duration::from_secs(60));
+        tracker.succeeded(
+            key("a"),
+            Asked::default(),
+            None,
+            Instant::now() + Duration::from_secs(60),
+        );
         tracker.index_tokens(&key("a"), ["t1".to_owned(), "t2".to_owned()].into());
         tracker.index_tokens(&key("b"), ["t1".to_owned()].into());
         assert_eq!(tracker.due_for_token("t1").len(), 2);
         assert_eq!(
-            tracker.not_due(&key("a"), None, || None, Instant::now()),
+            tracker.not_due(&key("a"), &Asked::default(), || None, Instant::now()),
             None,
             "made due by its token"
         );

@@ -83,7 +83,10 @@ impl Failure {
             }
             e => Failure::new(
                 rollout::KUBERNETES_ERROR,
-                format!("Kubernetes API error during {action}: {e}"),
+                format!(
+                    "Kubernetes API error during {action}: {}",
+                    crate::kube_error_message(&e)
+                ),
             ),
         }
     }

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use crate::common::auth::kv_reads;
 use crate::common::{TestNs, has_value, value};
 
 #[tokio::test]
@@ -32,7 +33,7 @@ async fn a_kv2_secret_becomes_a_secret_within_seconds_and_kubectl_shows_ready() 
             .is_some_and(|h| h.starts_with("hmac-sha256:"))
     );
 
-    let table = t.kubectl(&["get", "vs", "app"]);
+    let table = t.kubectl(&["get", "vsec", "app"]);
     let row = table.lines().nth(1).expect("a row for app");
     assert!(
         row.split_whitespace().collect::<Vec<_>>()[..4] == ["app", "True", "Synced", "app"],
@@ -146,5 +147,41 @@ async fn two_sources_merge_in_order_with_key_selection_and_the_duplicate_is_repo
     assert!(
         !message.contains("override-pw") && !message.contains("base-pw"),
         "values in message: {message}"
+    );
+}
+
+/// `kubectl annotate` of VaultSecret `name` with `annotation` (`key=value`).
+fn annotate(t: &TestNs, name: &str, annotation: &str) {
+    t.kubectl(&["annotate", "vaultsecret", name, annotation, "--overwrite"]);
+}
+
+#[tokio::test]
+async fn each_new_sync_requested_value_reads_vault_at_once_and_only_once() {
+    let t = TestNs::new("force").await;
+    let bao = &t.op.bao;
+    let path = t.path("app");
+    bao.put(&path, &[("k", "v1")]);
+    let spec = json!({"sources": [{"kv": {"mount": "secret", "path": path}}], "refresh": {"interval": "1h"}});
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    t.wait_secret("app", "the first sync", has_value("k", "v1")).await;
+    t.wait_ready("app", "True", "Synced").await;
+
+    // The next refresh is an hour away: the request makes it now.
+    bao.put(&path, &[("k", "v2")]);
+    annotate(&t, "app", "vaultsync.dev/sync-requested=1");
+    t.wait_secret("app", "the requested sync", has_value("k", "v2")).await;
+    let reads = kv_reads(bao, &t.ns).len();
+
+    // Another annotation, and the same value again: no read. A new value: exactly one.
+    annotate(&t, "app", "team=payments");
+    annotate(&t, "app", "vaultsync.dev/sync-requested=1");
+    bao.put(&path, &[("k", "v3")]);
+    annotate(&t, "app", "vaultsync.dev/sync-requested=2");
+    t.wait_secret("app", "the second requested sync", has_value("k", "v3"))
+        .await;
+    assert_eq!(
+        kv_reads(bao, &t.ns).len(),
+        reads + 1,
+        "one read for the new value, none for the repeated one or the other annotation"
     );
 }

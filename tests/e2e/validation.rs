@@ -28,6 +28,11 @@ async fn invalid_manifests_are_rejected_with_the_field_named() {
             "each source sets exactly one kind",
         ),
         (
+            "same-names",
+            json!({"sources": [{"name": "a", "kv": kv}, {"name": "a", "kv": kv}]}),
+            "source names must be unique",
+        ),
+        (
             "bad-engine",
             json!({"sources": [{"kv": {"mount": "secret", "path": "p", "engine": "v3"}}]}),
             "spec.sources[0].kv.engine",

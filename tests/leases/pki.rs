@@ -9,7 +9,7 @@ use kube::runtime::wait::await_condition;
 use serde_json::json;
 
 use crate::common::tls::{not_after, verify_tls};
-use crate::common::{TestNs, within_for};
+use crate::common::{TestNs, db, has_value, within_for};
 
 fn tls(secret: &Secret) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let data = secret.data.as_ref().expect("Secret data");
@@ -60,4 +60,33 @@ async fn a_tls_secret_verifies_against_its_ca_and_is_reissued_at_the_renewal_per
     let (crt, key, ca) = tls(&reissued);
     verify_tls(&crt, &key, &ca).expect("the new certificate verifies");
     assert!(not_after(&crt) > expires);
+}
+
+#[tokio::test]
+async fn a_sync_request_rereads_kv_sources_but_keeps_a_valid_certificate() {
+    let t = TestNs::new("pki-force").await;
+    let path = t.path("meta");
+    t.op.bao.put(&path, &[("owner", "team-a")]);
+    let spec = json!({
+        "sources": [
+            {"name": "cert", "pki": {
+                "mount": xtask::PKI_MOUNT, "role": xtask::PKI_ROLE, "commonName": "app.example.test", "ttl": "1h",
+            }},
+            {"name": "meta", "kv": {"mount": "secret", "path": path}},
+        ],
+        "refresh": {"interval": "1h"},
+    });
+    t.create_vs("web", spec).await.expect("create VaultSecret");
+    let vs = t.wait_ready("web", "True", "Synced").await;
+    let serial = db::lease(&vs, "cert").id;
+    let (crt, _, _) = tls(&t.secrets().get("web").await.expect("Secret"));
+
+    t.op.bao.put(&path, &[("owner", "team-b")]);
+    t.kubectl(&["annotate", "vaultsecret", "web", "vaultsync.dev/sync-requested=1"]);
+    let after = t
+        .wait_secret("web", "the requested sync", has_value("owner", "team-b"))
+        .await;
+    assert_eq!(tls(&after).0, crt, "a sync request re-issued the certificate");
+    let vs = t.wait_ready("web", "True", "Synced").await;
+    assert_eq!(db::lease(&vs, "cert").id, serial);
 }

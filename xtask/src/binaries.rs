@@ -293,7 +293,7 @@ fn install_openbao(out: &Path) -> Result<()> {
 /// the node's container runtime (containerd, runc, CNI plugins, iptables and conntrack for the
 /// kubelet), busybox for test images, musl's compiler wrapper for the operator image, and
 /// Prometheus with `promtool` for the metrics and alert-rule tests.
-const DEBIAN_PACKAGES: [(&str, &str); 9] = [
+const DEBIAN_PACKAGES: [(&str, &str); 11] = [
     ("postgresql-15", "/usr/lib/postgresql/15/bin/postgres"),
     ("containerd", "/usr/bin/containerd"),
     ("runc", "/usr/sbin/runc"),
@@ -303,6 +303,9 @@ const DEBIAN_PACKAGES: [(&str, &str); 9] = [
     ("busybox-static", "/bin/busybox"),
     ("musl-tools", "/usr/bin/musl-gcc"),
     ("prometheus", "/usr/bin/promtool"),
+    // The Argo CD health check's test (Argo CD runs it in gopher-lua, with `obj` set).
+    ("lua5.4", "/usr/bin/lua5.4"),
+    ("lua-cjson", "/usr/share/doc/lua-cjson/copyright"),
 ];
 
 /// Installs the [`DEBIAN_PACKAGES`] that are missing, with apt-get. Needs root (as on CI).

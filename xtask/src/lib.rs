@@ -29,6 +29,9 @@ mod spawn;
 mod startup;
 mod state;
 
-pub use binaries::{Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, POSTGRES_VERSION, cache_dir, workspace_root};
+pub use binaries::{
+    Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, POSTGRES_VERSION, cache_dir, ensure_debian_packages,
+    workspace_root,
+};
 pub use env::{Env, EnvOptions, down_dir};
 pub use openbao::{PKI_MOUNT, PKI_ROLE};

@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::super::error::{Error, Result};
+use super::super::tracker::Asked;
 use super::super::{Context, leases, status};
 use crate::api::{VaultSecret, VaultSecretStatus};
 use crate::events::EventType;
@@ -41,7 +42,7 @@ pub async fn report(
     if wrote && had_reason != Some(("False".into(), err.reason().into())) {
         ctx.publish(vs, EventType::Warning, err.reason(), message).await;
     }
-    let wait = ctx.tracker.failed(key, vs.metadata.generation, |failures| {
+    let wait = ctx.tracker.failed(key, Asked::of(vs), |failures| {
         let delay = match err.retry() {
             Retry::Slowly => ctx.settings.backoff.max,
             _ => ctx.settings.backoff.delay(failures, &mut rand::rng()),

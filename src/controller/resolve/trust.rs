@@ -60,8 +60,16 @@ impl Refusal {
 /// ServiceAccount token a Kubernetes login would request, and where the operator's own token
 /// would go.
 pub fn check_spec(vs: &VaultSecret, settings: &Settings) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
     for (index, source) in vs.spec.sources.iter().enumerate() {
         let field = format!("spec.sources[{index}]");
+        // Stored before the schema refused it: two sources under one name would share a lease.
+        if !names.insert(source.name_or_index(index)) {
+            return Err(Error::InvalidSpec(format!(
+                "{field}: source name {:?} is used twice; source names must be unique",
+                source.name_or_index(index)
+            )));
+        }
         let spec = source
             .spec()
             .ok_or_else(|| Error::InvalidSpec(format!("{field} must set exactly one of kv, dynamic or pki")))?;

@@ -37,7 +37,7 @@ pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action
         Err(e) => return failure::report(&vs, &ctx, key, e, None).await,
     };
     let started = Instant::now();
-    let synced = sync::sync(&vs, &ctx).await;
+    let synced = sync::sync(&vs, &ctx, ctx.tracker.requested(&key, &asked)).await;
     match &synced {
         Ok(s) => {
             ctx.observe_success(&vs, started.elapsed());

@@ -43,11 +43,13 @@ impl From<Error> for Failed {
 }
 
 /// Reads the sources and makes the Secret and the status match.
-pub async fn sync(vs: &VaultSecret, ctx: &Context) -> Result<Synced, Failed> {
+/// `fresh`: someone asked for this sync (`vaultsync.dev/sync-requested`), so nothing is served
+/// from a read that completed before they asked.
+pub async fn sync(vs: &VaultSecret, ctx: &Context, fresh: bool) -> Result<Synced, Failed> {
     let previous = vs.status.clone().unwrap_or_default();
     let kube = Kube::new(vs, ctx);
     let target = resolve(vs, ctx, &kube).await?;
-    let mut read = read(vs, ctx, &target).await?;
+    let mut read = read(vs, ctx, &target, fresh).await?;
     let Recorded { pending, written } = record(vs, ctx, &target, &mut read, &previous).await?;
     let on_top = |error| Failed {
         error,
@@ -94,9 +96,9 @@ struct Read {
 
 /// Reads every source (leased ones through the book), and keeps the Vault token that issued
 /// leases alive as long as they live.
-async fn read(vs: &VaultSecret, ctx: &Context, target: &Target<'_>) -> Result<Read> {
+async fn read(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, fresh: bool) -> Result<Read> {
     let mut book = leases::Book::open(vs, &target.secrets).await?;
-    let (handle, merged) = read_sources(vs, ctx, &target.conn, &target.login, &mut book).await?;
+    let (handle, merged) = read_sources(vs, ctx, target, &mut book, fresh).await?;
     for warning in book.take_warnings() {
         ctx.publish(vs, EventType::Warning, event::TOKEN_EXPIRES_BEFORE_LEASE, warning)
             .await;
@@ -248,18 +250,19 @@ fn templates_allowed(vs: &VaultSecret, allowed: bool) -> Result<()> {
 async fn read_sources(
     vs: &VaultSecret,
     ctx: &Context,
-    conn: &Connection,
-    login: &Resolved<'_, Error>,
+    target: &Target<'_>,
     book: &mut leases::Book,
+    fresh: bool,
 ) -> Result<(vault::Handle, sources::Merged)> {
+    let (conn, login) = (&target.conn, &target.login);
     let identity = &login.identity;
     let (handle, outcome) = ctx.vault.get(conn, identity, &login.credential).await?;
-    let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await {
+    let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, fresh).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             book.abandon(&handle.client, ctx).await;
             ctx.vault.invalidate(conn, identity, &handle).await;
             let (handle, _) = ctx.vault.get(conn, identity, &login.credential).await?;
-            let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx).await;
+            let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, fresh).await;
             (handle, merged)
         }
         merged => (handle, merged),

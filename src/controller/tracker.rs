@@ -87,6 +87,13 @@ impl Tracker {
         Some(next_sync - now)
     }
 
+    /// Whether `asked` carries a sync request `key` has not answered yet.
+    pub fn requested(&self, key: &Key, asked: &Asked) -> bool {
+        let inner = self.inner.lock();
+        let answered = inner.objects.get(key).and_then(|s| s.asked.sync_requested.as_ref());
+        asked.sync_requested.is_some() && asked.sync_requested.as_ref() != answered
+    }
+
     /// Records a successful sync that answered `asked` and left the Secret at `secret_version`;
     /// the next is due at `next_sync`.
     pub fn succeeded(&self, key: Key, asked: Asked, secret_version: Option<String>, next_sync: Instant) {
@@ -227,6 +234,8 @@ mod tests {
             None,
             "a sync request"
         );
+        assert!(tracker.requested(&key("a"), &asked(1, Some("x"))));
+        assert!(!tracker.requested(&key("a"), &asked(1, None)));
         tracker.succeeded(
             key("a"),
             asked(1, Some("x")),
@@ -238,6 +247,7 @@ mod tests {
             Some(Duration::from_secs(60)),
             "the same request is answered once"
         );
+        assert!(!tracker.requested(&key("a"), &asked(1, Some("x"))), "answered");
         assert_eq!(
             tracker.not_due(&key("a"), &asked(1, Some("x")), || Some("8".into()), now),
             None,

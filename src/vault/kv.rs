@@ -94,8 +94,12 @@ impl Reads {
     }
 
     /// Reads the secret `source` points at, sharing the request with identical reads. Every
-    /// caller gets its own copy of the data.
-    pub async fn read(&self, client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
+    /// caller gets its own copy of the data. `fresh` (a sync someone asked for) reads anew: a
+    /// completed read, even one less than [`REUSE_WINDOW`] old, may predate the change they want.
+    pub async fn read(&self, client: &VaultClient, source: &KvSource, fresh: bool) -> Result<KvSecret> {
+        if fresh {
+            return super::observe(&self.metrics, "read", read_once(client, source)).await;
+        }
         let shared = self
             .reads
             .get(ReadKey::new(client, source, &self.key), || {

@@ -40,13 +40,15 @@ impl std::fmt::Debug for Merged {
 }
 
 /// Reads every source in order with `client` and merges them; a later source wins on a duplicate
-/// key. Leased sources go through `book` (kept credentials, renewals, new leases).
+/// key. Leased sources go through `book` (kept credentials, renewals, new leases). `fresh`: KV
+/// reads are not served from a just-completed identical read (a requested sync).
 pub async fn read_all(
     handle: &vault::Handle,
     conn: &Connection,
     sources: &[Source],
     book: &mut Book,
     ctx: &Context,
+    fresh: bool,
 ) -> Result<Merged> {
     let client = handle.client.as_ref();
     let mut read = Vec::with_capacity(sources.len());
@@ -64,7 +66,7 @@ pub async fn read_all(
         };
         let data = match spec {
             SourceSpec::Kv(kv) => {
-                let secret = ctx.kv.read(client, kv).await?;
+                let secret = ctx.kv.read(client, kv, fresh).await?;
                 status.version = secret.version;
                 map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
             }

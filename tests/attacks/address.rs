@@ -17,6 +17,7 @@ async fn a_foreign_vault_address_receives_no_request_and_no_credential() {
     let sources = json!([{"kv": {"mount": "secret", "path": t.path("x")}}]);
     let auths = [
         ("kubernetes", kubernetes_auth(&t)),
+        ("jwt", json!({"jwt": {"role": t.ns, "serviceAccountName": crate::SA}})),
         (
             "approle",
             json!({"appRole": {"roleId": "r", "secretIdRef": {"name": "approle", "key": "secret-id"}}}),

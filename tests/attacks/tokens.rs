@@ -59,41 +59,44 @@ async fn audiences_and_lifetimes_the_administrator_did_not_allow_are_refused() {
 
 #[tokio::test]
 async fn the_token_an_allowed_vault_receives_is_short_lived_and_useless_against_the_api_server() {
-    let t = mallory("login-token").await;
-    let spec = json!({
-        "vault": {"address": trusted().url()},
-        "auth": kubernetes_auth(&t),
-        "sources": [{"kv": {"mount": "secret", "path": t.path("x")}}],
-    });
-    t.create_vs("app", spec).await.expect("create VaultSecret");
-    // The capture server denies the login; what matters is the token it was sent.
-    t.wait_ready("app", "False", "LoginFailed").await;
-    let jwts = within("the login to reach the allowed Vault", async {
-        loop {
-            let mine: Vec<(String, Value)> = trusted()
-                .json_strings("jwt")
-                .into_iter()
-                .map(|jwt| {
-                    let claims = claims(&jwt);
-                    (jwt, claims)
-                })
-                .filter(|(_, c)| c["sub"] == format!("system:serviceaccount:{}:app", t.ns))
-                .collect();
-            if !mine.is_empty() {
-                return mine;
+    // Both logins that present a ServiceAccount token mint it the same way.
+    for method in ["kubernetes", "jwt"] {
+        let t = mallory(&format!("login-token-{method}")).await;
+        let spec = json!({
+            "vault": {"address": trusted().url()},
+            "auth": {method: {"role": t.ns, "serviceAccountName": crate::SA}},
+            "sources": [{"kv": {"mount": "secret", "path": t.path("x")}}],
+        });
+        t.create_vs("app", spec).await.expect("create VaultSecret");
+        // The capture server denies the login; what matters is the token it was sent.
+        t.wait_ready("app", "False", "LoginFailed").await;
+        let jwts = within("the login to reach the allowed Vault", async {
+            loop {
+                let mine: Vec<(String, Value)> = trusted()
+                    .json_strings("jwt")
+                    .into_iter()
+                    .map(|jwt| {
+                        let claims = claims(&jwt);
+                        (jwt, claims)
+                    })
+                    .filter(|(_, c)| c["sub"] == format!("system:serviceaccount:{}:app", t.ns))
+                    .collect();
+                if !mine.is_empty() {
+                    return mine;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        })
+        .await;
+        for (jwt, claims) in jwts {
+            assert_eq!(claims["aud"], json!(["vault"]), "{method}: {claims}");
+            let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+            assert!(lifetime <= 600, "{method}: a token for {lifetime} s was minted");
+            assert!(
+                !authenticates(&t, &jwt).await,
+                "{method}: the login token authenticates to the API server"
+            );
         }
-    })
-    .await;
-    for (jwt, claims) in jwts {
-        assert_eq!(claims["aud"], json!(["vault"]), "{claims}");
-        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
-        assert!(lifetime <= 600, "a token for {lifetime} s was minted");
-        assert!(
-            !authenticates(&t, &jwt).await,
-            "the login token authenticates to the API server"
-        );
     }
 }
 

@@ -35,11 +35,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The `Ready` reason.
-    pub fn reason(self) -> &'static str {
-        self.entry().name
-    }
-
+    /// The `Ready` reason, from the reasons table.
     pub(in crate::controller) fn entry(self) -> reasons::Ready {
         match self {
             Refusal::VaultAddress => reasons::VAULT_ADDRESS_NOT_ALLOWED,

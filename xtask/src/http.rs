@@ -2,11 +2,11 @@
 //!
 //! Only what the environment needs: one request per connection, body read until the server closes.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// A response: status code and body.
 #[derive(Debug)]
@@ -22,7 +22,13 @@ impl Response {
     }
 }
 
-/// Sends one request to `addr` and reads the whole response.
+/// How long one request may wait for the server. Loopback servers answer in milliseconds, but a
+/// fresh OpenBao's `sys/init` waits for its Raft storage to elect itself, which took more than
+/// 10 s on a loaded 2-core CI machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends one request to `addr` and reads the whole response. Every error names the request; a
+/// timeout says so instead of the socket's "Resource temporarily unavailable".
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -30,10 +36,29 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<Response> {
-    let timeout = Duration::from_secs(10);
+    let what = || format!("{method} http://{addr}{path}");
+    let raw = exchange(addr, method, path, token, body).map_err(|err| {
+        let err = match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                anyhow!("no answer within {} s", TIMEOUT.as_secs())
+            }
+            _ => anyhow::Error::from(err),
+        };
+        err.context(what())
+    })?;
+    parse_response(&raw).with_context(what)
+}
+
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
 
     let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
@@ -49,7 +74,7 @@ pub fn request(
 
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw).with_context(|| format!("{method} http://{addr}{path}"))
+    Ok(raw)
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response> {
@@ -79,6 +104,18 @@ mod tests {
         let response = parse_response(raw).unwrap();
         assert_eq!(response.status, 503);
         assert_eq!(response.json().unwrap()["sealed"], true);
+    }
+
+    #[test]
+    fn an_error_names_the_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = request(addr, "PUT", "/v1/sys/init", None, None).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(&format!("PUT http://{addr}/v1/sys/init: ")),
+            "{err:#}"
+        );
     }
 
     #[test]

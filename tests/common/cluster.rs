@@ -1,6 +1,6 @@
 //! The environment with a node and the operator running as a pod of its own image, installed from
-//! `config/default` or `config/namespaced` (for the test binaries that need pods: `tests/cluster`,
-//! `tests/prometheus`, `tests/namespaced`).
+//! `config/default` or `config/namespaced`, or with helm from `charts/vaultsync` (for the test
+//! binaries that need pods: `tests/cluster`, `tests/prometheus`, `tests/namespaced`, `tests/helm`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,6 +21,23 @@ pub fn cluster() -> &'static Operator {
 /// `namespace` (several have no probes and no `Operator::http`: see `xtask::deploy::overlay`).
 /// The first call in a test binary installs it and wins: a binary uses one install throughout.
 pub fn installed(base: &'static str, namespace: &'static str, replicas: u32) -> &'static Operator {
+    install_once(|env, image| {
+        deploy::install(env, image, base, namespace, replicas)
+            .unwrap_or_else(|e| panic!("install config/{base} in {namespace}: {e:#}"))
+    })
+}
+
+/// Like [`cluster`], installed with `helm install` of `charts/vaultsync` in `namespace` (see
+/// `xtask::deploy::install_helm`), with the same images and OpenBao set-up.
+pub fn helm_installed(namespace: &'static str) -> &'static Operator {
+    install_once(|env, image| {
+        let helm = xtask::ensure_helm().expect("build helm");
+        deploy::install_helm(env, image, &helm, namespace)
+            .unwrap_or_else(|e| panic!("helm install charts/vaultsync in {namespace}: {e:#}"))
+    })
+}
+
+fn install_once(install: impl FnOnce(&'static Env, &image::Archive) -> deploy::Installed) -> &'static Operator {
     static CLUSTER: OnceLock<Operator> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let env = Env::shared_with_node();
@@ -31,8 +48,7 @@ pub fn installed(base: &'static str, namespace: &'static str, replicas: u32) -> 
             "operator image: {} bytes uncompressed, {}",
             operator.written.layer_size, operator.written.manifest_digest
         );
-        let installed = deploy::install(env, &operator, base, namespace, replicas)
-            .unwrap_or_else(|e| panic!("install config/{base} in {namespace}: {e:#}"));
+        let installed = install(env, &operator);
         let op = Operator {
             env,
             bao: Bao::new(env),

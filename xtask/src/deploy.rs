@@ -15,7 +15,8 @@ use crate::image;
 /// What [`install`] set up.
 #[derive(Debug, Clone)]
 pub struct Installed {
-    /// The overlay directory (its `kustomization.yaml` shows what differs from the shipped files).
+    /// The overlay directory (its `kustomization.yaml` shows what differs from the shipped files),
+    /// or for helm the directory of its `values.yaml`.
     pub overlay: PathBuf,
     /// The namespace the operator runs in.
     pub namespace: String,
@@ -115,11 +116,11 @@ pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str,
     env.import_image(&archive.path)?;
     if base != "default" {
         let crd = workspace_root().join("config/crd");
-        kubectl_ok(
+        run_ok(
             env.kubectl().arg("apply").arg("-k").arg(&crd),
             "kubectl apply -k config/crd",
         )?;
-        kubectl_ok(
+        run_ok(
             env.kubectl().args([
                 "wait",
                 "--for=condition=established",
@@ -139,7 +140,63 @@ pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str,
     fs::create_dir_all(&overlay)?;
     let kustomization = self::overlay(env, &overlay.canonicalize()?, base, namespace, replicas, http_port)?;
     fs::write(overlay.join("kustomization.yaml"), kustomization)?;
-    kubectl_ok(env.kubectl().arg("apply").arg("-k").arg(&overlay), "kubectl apply -k")?;
+    run_ok(env.kubectl().arg("apply").arg("-k").arg(&overlay), "kubectl apply -k")?;
+    wait_for_rollout(env, namespace)?;
+    Ok(Installed {
+        overlay,
+        namespace: namespace.to_owned(),
+        http: (replicas == 1).then(|| format!("http://127.0.0.1:{http_port}")),
+    })
+}
+
+/// The values [`install_helm`] gives `charts/vaultsync`: the image imported here, one replica,
+/// and what this environment needs as [`overlay`] does (host networking, OpenBao's and
+/// the API server's loopback addresses, a free loopback port for the HTTP endpoints, which the
+/// chart's probes then target).
+fn helm_values(env: &Env, http_port: u16) -> Result<String> {
+    let api = env.api_server_url();
+    let api_port = api.rsplit(':').next().context("the API server URL has no port")?;
+    Ok(format!(
+        r#"# charts/vaultsync with its defaults, pointed at the local environment (pods use hostNetwork).
+replicaCount: 1
+image: {{repository: vaultsync, tag: dev}}
+vault: {{address: "{vault}"}}
+hostNetwork: true
+http: {{bindAddress: 127.0.0.1, port: {http_port}}}
+extraEnv:
+  - {{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}
+  - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
+"#,
+        vault = env.vault_addr,
+    ))
+}
+
+/// Imports the operator image into the node and installs `charts/vaultsync` with `helm` as
+/// release `vaultsync` in `namespace` (created by helm) with [`helm_values`], then waits until
+/// the operator's Deployment has rolled out. One replica: see [`overlay`] for why.
+pub fn install_helm(env: &Env, archive: &image::Archive, helm: &Path, namespace: &str) -> Result<Installed> {
+    env.import_image(&archive.path)?;
+    let http_port = free_port()?;
+    let dir = env.dir.join("helm");
+    fs::create_dir_all(&dir)?;
+    let values = dir.join("values.yaml");
+    fs::write(&values, helm_values(env, http_port)?)?;
+    let mut cmd = Command::new(helm);
+    cmd.env("KUBECONFIG", &env.kubeconfig)
+        .args(["install", "vaultsync"])
+        .arg(workspace_root().join("charts/vaultsync"))
+        .args(["--namespace", namespace, "--create-namespace", "--values"])
+        .arg(&values);
+    run_ok(&mut cmd, "helm install vaultsync charts/vaultsync")?;
+    wait_for_rollout(env, namespace)?;
+    Ok(Installed {
+        overlay: dir,
+        namespace: namespace.to_owned(),
+        http: Some(format!("http://127.0.0.1:{http_port}")),
+    })
+}
+
+fn wait_for_rollout(env: &Env, namespace: &str) -> Result<()> {
     let rollout = env
         .kubectl()
         .args([
@@ -158,11 +215,7 @@ pub fn install(env: &Env, archive: &image::Archive, base: &str, namespace: &str,
             diagnose(env, namespace)
         );
     }
-    Ok(Installed {
-        overlay,
-        namespace: namespace.to_owned(),
-        http: (replicas == 1).then(|| format!("http://127.0.0.1:{http_port}")),
-    })
+    Ok(())
 }
 
 /// The pods of `namespace` and the tail of each one's operator log, for failure messages.
@@ -215,7 +268,7 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn kubectl_ok(cmd: &mut Command, what: &str) -> Result<()> {
+fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());

@@ -31,7 +31,7 @@ mod state;
 
 pub use binaries::{
     Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, POSTGRES_VERSION, cache_dir, ensure_debian_packages,
-    workspace_root,
+    ensure_helm, workspace_root,
 };
 pub use env::{Env, EnvOptions, down_dir};
 pub use openbao::{PKI_MOUNT, PKI_ROLE};

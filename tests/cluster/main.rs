@@ -12,6 +12,7 @@
 mod common;
 
 mod database;
+mod examples;
 mod install;
 mod workloads;
 

@@ -15,9 +15,11 @@ pub enum Error {
     /// Vault could not be reached, timed out, is sealed or answered 5xx.
     #[error("Vault at {address} is unavailable: {cause}")]
     Unavailable { address: String, cause: Unavailable },
-    /// Vault refused the request (403): the identity's policies do not allow it, or the token is invalid.
-    #[error("permission denied by Vault for {operation}")]
-    PermissionDenied { operation: String },
+    /// Vault refused the request (403): the identity's policies do not allow it, or the token is
+    /// invalid. `errors` is Vault's own text, shown when it says more than "permission denied"
+    /// (a refused login names its cause there).
+    #[error("permission denied by Vault for {operation}{}", more_than_denied(errors))]
+    PermissionDenied { operation: String, errors: String },
     /// Nothing exists at the path (404), or the KV version is deleted or destroyed.
     #[error("{what} not found in Vault")]
     NotFound { what: String },
@@ -123,7 +125,10 @@ impl Error {
 
     fn from_status(code: u16, errors: Vec<String>, address: &str, operation: String) -> Self {
         match code {
-            403 => Error::PermissionDenied { operation },
+            403 => Error::PermissionDenied {
+                operation,
+                errors: errors.join("; "),
+            },
             404 => Error::NotFound { what: operation },
             429 => Error::RateLimited { operation },
             // Vault's answer to any request while sealed: 503 with this error (Vault and OpenBao).
@@ -141,6 +146,14 @@ impl Error {
                 errors: errors.join("; "),
             },
         }
+    }
+}
+
+/// `: <errors>` unless Vault said no more than "permission denied".
+fn more_than_denied(errors: &str) -> String {
+    match errors {
+        "" | "permission denied" => String::new(),
+        more => format!(": {more}"),
     }
 }
 

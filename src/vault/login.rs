@@ -20,6 +20,8 @@ pub enum Credential {
         method: &'static str,
         mount: String,
         body: serde_json::Value,
+        /// What the method knows a refusal's text to mean, for the `LoginFailed` message.
+        hint: Hint,
     },
 }
 
@@ -31,6 +33,9 @@ impl std::fmt::Debug for Credential {
         }
     }
 }
+
+/// The likely cause behind a refused login's error text, in the words of the Vault-side set-up.
+pub type Hint = fn(&str) -> Option<&'static str>;
 
 /// A Vault token and what Vault said about its lifetime.
 pub struct Token {
@@ -49,7 +54,7 @@ pub struct Token {
 
 /// Logs in with `credential` at `conn`.
 pub async fn login(conn: &Connection, credential: Credential, timeout: Duration) -> Result<Token> {
-    let (method, mount, body) = match credential {
+    let (method, mount, body, hint) = match credential {
         Credential::Token(token) => {
             let client = client::build(conn, &token, timeout)?;
             return Ok(Token {
@@ -60,7 +65,12 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
                 increment: None,
             });
         }
-        Credential::Login { method, mount, body } => (method, mount, body),
+        Credential::Login {
+            method,
+            mount,
+            body,
+            hint,
+        } => (method, mount, body, hint),
     };
     let anonymous = client::build(conn, "", timeout)?;
     let request = Raw {
@@ -71,7 +81,7 @@ pub async fn login(conn: &Connection, credential: Credential, timeout: Duration)
     let operation = format!("{method} login");
     let bytes = send(&anonymous, &operation, request)
         .await
-        .map_err(|e| login_error(e, method))?;
+        .map_err(|e| login_error(e, method, hint))?;
     let info = serde_json::from_slice::<Answer>(&bytes)
         .ok()
         .and_then(|answer| answer.auth)
@@ -125,21 +135,22 @@ fn token_from(conn: &Connection, info: AuthInfo, timeout: Duration) -> Result<To
 }
 
 /// A refused login is `LoginFailed` (bad role, bad credential, ServiceAccount not bound), not a
-/// permission problem of the read that follows; an unreachable Vault stays `Unavailable`.
-fn login_error(err: Error, method: &str) -> Error {
-    match err {
-        Error::PermissionDenied { .. } => Error::LoginFailed {
-            method: method.into(),
-            detail: "permission denied".into(),
-        },
-        Error::Rejected { errors, .. } => Error::LoginFailed {
-            method: method.into(),
-            detail: errors,
-        },
-        Error::NotFound { .. } => Error::LoginFailed {
-            method: method.into(),
-            detail: "no such auth mount or role".into(),
-        },
-        other => other,
+/// permission problem of the read that follows; an unreachable Vault stays `Unavailable`. The
+/// message is Vault's own text, then what the method's `hint` makes of it.
+fn login_error(err: Error, method: &str, hint: Hint) -> Error {
+    let errors = match err {
+        Error::PermissionDenied { errors, .. } if !errors.is_empty() => errors,
+        Error::PermissionDenied { .. } => "permission denied".into(),
+        Error::Rejected { errors, .. } => errors,
+        Error::NotFound { .. } => "no such auth mount or role".into(),
+        other => return other,
+    };
+    let detail = match hint(&errors) {
+        Some(hint) => format!("{errors} ({hint})"),
+        None => errors,
+    };
+    Error::LoginFailed {
+        method: method.into(),
+        detail,
     }
 }

@@ -100,7 +100,7 @@ fn configure(op: &Operator) {
 }
 
 /// `bao auth enable -path=MOUNT METHOD` unless something is mounted there already.
-fn enable(bao: &Bao, method: &str, mount: &str) {
+pub fn enable(bao: &Bao, method: &str, mount: &str) {
     let enabled = || {
         let list: Value = serde_json::from_str(&bao.run(&["auth", "list", "-format=json"])).expect("auth list json");
         list.get(format!("{mount}/")).is_some()

@@ -83,8 +83,8 @@ async fn jwt_logins_with_a_wrong_audience_or_role_are_refused_with_the_reason() 
         .and_then(|s| s.ready().map(|c| c.message.clone()))
         .unwrap_or_default();
     assert!(
-        message.contains("jwt login") && message.contains("aud"),
-        "the message names the audience: {message}"
+        message.contains("jwt login") && message.contains("spec.auth.jwt.audiences"),
+        "the message names the audience and where it is set: {message}"
     );
     assert!(!message.contains("eyJ"), "a token in the status: {message}");
 

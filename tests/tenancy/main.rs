@@ -17,6 +17,7 @@ mod default_identity;
 mod isolation;
 mod jwt;
 mod leaks;
+mod login_failures;
 mod methods;
 mod privileged;
 mod renewal;

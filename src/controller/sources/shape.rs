@@ -194,7 +194,11 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
         let mut rendered = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
             for doc in serde_yaml::Deserializer::from_str(&text) {
                 let doc: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
                 if doc["kind"] != "VaultSecret" || doc["spec"]["destination"]["templates"].is_null() {

@@ -33,7 +33,16 @@ pub(super) async fn resolve<'a, C: Cluster>(
             method: "approle",
             mount: spec.mount.clone(),
             body: json!({"role_id": spec.role_id, "secret_id": secret_id}),
+            hint,
         };
         async move { Ok(credential) }
     }))
+}
+
+/// Vault does not say which of the two it was.
+fn hint(errors: &str) -> Option<&'static str> {
+    errors.contains("invalid role or secret ID").then_some(
+        "spec.auth.appRole.roleId is not the role's, or the secret ID in secretIdRef is wrong, \
+         expired or used up",
+    )
 }

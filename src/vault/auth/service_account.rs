@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Cluster, Resolved};
 use crate::api::TokenRequestSpec;
+use crate::vault::login::Hint;
 use crate::vault::{Credential, Identity};
 
 /// One such login, as its method's spec gives it.
@@ -13,6 +14,7 @@ pub(super) struct TokenLogin<'a> {
     pub mount: &'a str,
     pub role: &'a str,
     pub token: TokenRequestSpec<'a>,
+    pub hint: Hint,
 }
 
 pub(super) async fn resolve<'a, C: Cluster>(
@@ -24,6 +26,7 @@ pub(super) async fn resolve<'a, C: Cluster>(
         mount,
         role,
         token,
+        hint,
     } = login;
     let ns = cluster.namespace();
     let sa = token.service_account_name;
@@ -47,6 +50,7 @@ pub(super) async fn resolve<'a, C: Cluster>(
             method,
             mount: mount.to_owned(),
             body: json!({"role": role, "jwt": jwt}),
+            hint,
         })
     }))
 }

@@ -45,6 +45,7 @@ async fn an_error_reaches_every_waiting_caller_and_is_not_kept() {
     let denied = || {
         Err(Error::PermissionDenied {
             operation: "kv secret/app".into(),
+            errors: "permission denied".into(),
         })
     };
     let results = join_all((0..5).map(|_| coalescer.get("secret/app", || counted(&calls, SLOW, denied())))).await;

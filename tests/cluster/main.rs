@@ -14,6 +14,7 @@ mod common;
 mod database;
 mod examples;
 mod install;
+mod vault_in_cluster;
 mod workloads;
 
 use common::cluster::{POD_TIMEOUT, cluster};

@@ -133,7 +133,8 @@ pub mod rollout {
 pub mod event {
     pub const SECRET_WRITTEN: &str = "SecretWritten";
     pub const SECRET_ADOPTED: &str = "SecretAdopted";
-    pub const KEYS_SKIPPED_BY_ENV_FROM: &str = "KeysSkippedByEnvFrom";
+    /// Keys a shell cannot expand (named `KeysSkippedByEnvFrom` before Kubernetes 1.34 was checked).
+    pub const KEYS_NOT_SHELL_NAMES: &str = "KeysNotShellNames";
     pub const TOKEN_EXPIRES_BEFORE_LEASE: &str = "TokenExpiresBeforeLease";
     pub const LEASES_REVOKED: &str = "LeasesRevoked";
     /// A deleted VaultSecret's leases could not be revoked (yet); retried with backoff.
@@ -147,7 +148,7 @@ pub mod event {
     pub const ALL: &[&str] = &[
         SECRET_WRITTEN,
         SECRET_ADOPTED,
-        KEYS_SKIPPED_BY_ENV_FROM,
+        KEYS_NOT_SHELL_NAMES,
         ROLLOUT_RESTART_TRIGGERED,
         ROLLOUT_RESTART,
         LEASES_REVOKED,

@@ -92,3 +92,34 @@ async fn without_rollout_the_mounted_file_follows_in_place_and_the_pod_stays() {
         "the environment stays as the container started: {printed:?}"
     );
 }
+
+#[tokio::test]
+async fn envfrom_passes_keys_a_shell_cannot_expand() {
+    // Kubernetes 1.34: `db.password` (allowed since 1.8) and `2fa` (since 1.32) both reach the
+    // container; the KeysNotShellNames Warning says so rather than that envFrom skips them.
+    let op = cluster();
+    let t = TestNs::new_in(op, "shellnames").await;
+    read_policy(&op.bao, &t.ns, &t.ns);
+    kubernetes_role(&op.bao, &t.ns, &t.ns, "app", &t.ns, &[]);
+    t.create_service_account("app").await;
+    op.bao
+        .put(&t.path("app"), &[("db.password", "dotted"), ("2fa", "digit")]);
+    let spec = json!({
+        "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
+        "sources": [{"kv": {"mount": "secret", "path": t.path("app")}}],
+    });
+    t.create_vs("app-secrets", spec).await.expect("create VaultSecret");
+    t.wait_ready("app-secrets", "True", "Synced").await;
+    // What the container was started with (a shell drops such names from what it passes on).
+    let script = r#"echo "received=$(tr '\000' '\n' < /proc/1/environ | grep -c -e '^db\.password=dotted$' -e '^2fa=digit$')"; sleep 100000"#;
+    let consume = "          envFrom: [{secretRef: {name: app-secrets}}]";
+    crate::common::kubectl_apply(
+        op.env,
+        &tools_deployment(&t.ns, "app", script, consume, ""),
+        "create Deployment app",
+    );
+    let pod = t.wait_one_pod("app", &[]).await;
+    t.wait_printed(&pod, "received=2", crate::POD_TIMEOUT).await;
+    let events = t.kubectl(&["get", "events", "-o", "json"]);
+    assert!(events.contains("KeysNotShellNames"), "{events}");
+}

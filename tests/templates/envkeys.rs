@@ -24,7 +24,7 @@ async fn env_keys_turn_dotted_and_dashed_keys_into_environment_variable_names() 
     let keys: Vec<_> = secret.data.expect("data").into_keys().collect();
     assert_eq!(keys, ["API_KEY", "DB_PASSWORD", "_2FA"]);
     t.wait_ready("app", "True", "Synced").await;
-    assert!(!events_json(&t).await.contains("KeysSkippedByEnvFrom"));
+    assert!(!events_json(&t).await.contains("KeysNotShellNames"));
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn without_env_keys_the_keys_envfrom_would_skip_are_named_in_a_warning_wit
         .expect("list events")
         .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("KeysSkippedByEnvFrom"))
+        .filter(|e| e.reason.as_deref() == Some("KeysNotShellNames"))
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
@@ -57,7 +57,7 @@ async fn without_env_keys_the_keys_envfrom_would_skip_are_named_in_a_warning_wit
     );
 
     let events = events_json(&t).await;
-    assert!(events.contains("KeysSkippedByEnvFrom"), "{events}");
+    assert!(events.contains("KeysNotShellNames"), "{events}");
     assert!(events.contains("Keys db.password of Secret app"), "{events}");
     assert!(!events.contains("API_KEY"), "a valid name is not listed: {events}");
     assert!(

@@ -156,10 +156,10 @@ async fn report_write(
     // Only when the content was written, so a refresh that changes nothing stays quiet.
     if !env_skipped.is_empty() {
         let note = format!(
-            "Keys {} of Secret {name} are not environment variable names, so envFrom skips them (spec.destination.envKeys: true renames them)",
+            "Keys {} of Secret {name} are not shell variable names: envFrom passes them to containers (those starting with a digit only from Kubernetes 1.32), but a shell cannot expand them (spec.destination.envKeys: true renames them)",
             env_skipped.join(", ")
         );
-        ctx.publish(vs, EventType::Warning, event::KEYS_SKIPPED_BY_ENV_FROM, note)
+        ctx.publish(vs, EventType::Warning, event::KEYS_NOT_SHELL_NAMES, note)
             .await;
     }
 }

@@ -184,3 +184,53 @@ async fn a_secret_controlled_by_another_vaultsecret_is_never_taken_even_with_tak
     let secret = t.secrets().get("shared").await.expect("get");
     assert_eq!(value(&secret, "k").as_deref(), Some("a"));
 }
+
+#[tokio::test]
+async fn a_secret_another_operator_controls_is_adopted_once_its_owner_is_deleted_with_orphan_propagation() {
+    // docs/migration.md: an ExternalSecret or VaultStaticSecret controls its Secret. A ConfigMap
+    // stands in for it here; `kubectl delete --cascade=orphan` has the garbage collector remove
+    // the owner's reference from the Secret, which takeOver may then adopt.
+    let t = TestNs::new("migrate").await;
+    t.op.bao.put(&t.path("app"), &[("password", "from-vault")]);
+    let owner = t.kubectl(&["create", "configmap", "stand-in", "-o", "jsonpath={.metadata.uid}"]);
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": "app", "namespace": t.ns,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "stand-in", "uid": owner, "controller": true}],
+        },
+        "stringData": {"password": "from-the-other-operator"},
+    });
+    crate::common::kubectl_apply(t.op.env, &foreign.to_string(), "create the controlled Secret");
+    let spec = json!({
+        "sources": [{"kv": {"mount": "secret", "path": t.path("app")}}],
+        "destination": {"name": "app", "takeOver": true},
+    });
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let vs = t.wait_ready("app", "False", "SecretNotOwned").await;
+    let message = vs
+        .status
+        .and_then(|s| s.ready().map(|c| c.message.clone()))
+        .expect("message");
+    assert!(
+        message.contains("stand-in"),
+        "the message names the controller: {message}"
+    );
+
+    t.kubectl(&["delete", "configmap", "stand-in", "--cascade=orphan"]);
+    t.kubectl(&[
+        "annotate",
+        "vsec",
+        "app",
+        "vaultsync.dev/sync-requested=after-orphaning",
+    ]);
+    let adopted = t
+        .wait_secret("app", "the Secret adopted", has_value("password", "from-vault"))
+        .await;
+    let owners = adopted.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owners.len() == 1 && owners[0].kind == "VaultSecret" && owners[0].name == "app",
+        "{owners:?}"
+    );
+    t.wait_ready("app", "True", "Synced").await;
+}

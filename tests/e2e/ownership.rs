@@ -217,6 +217,32 @@ async fn a_secret_another_operator_controls_is_adopted_once_its_owner_is_deleted
         "the message names the controller: {message}"
     );
 
+    // Every state of the Secret from here on, to show it is never deleted nor emptied.
+    let states = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watch = {
+        let states = states.clone();
+        let config = kube::runtime::watcher::Config::default().fields("metadata.name=app");
+        let stream = kube::runtime::watcher(t.secrets(), config);
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(Ok(event)) = futures::StreamExt::next(&mut stream).await {
+                let state = match event {
+                    kube::runtime::watcher::Event::Apply(s) | kube::runtime::watcher::Event::InitApply(s) => {
+                        value(&s, "password").unwrap_or_default()
+                    }
+                    kube::runtime::watcher::Event::Delete(_) => "(deleted)".into(),
+                    _ => continue,
+                };
+                states.lock().unwrap().push(state);
+            }
+        })
+    };
+    within("the watch to list the Secret", async {
+        while states.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     t.kubectl(&["delete", "configmap", "stand-in", "--cascade=orphan"]);
     t.kubectl(&[
         "annotate",
@@ -227,6 +253,21 @@ async fn a_secret_another_operator_controls_is_adopted_once_its_owner_is_deleted
     let adopted = t
         .wait_secret("app", "the Secret adopted", has_value("password", "from-vault"))
         .await;
+    within("the watch to see the adopted Secret", async {
+        while !states.lock().unwrap().iter().any(|s| s == "from-vault") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    watch.abort();
+    let states = states.lock().unwrap().clone();
+    assert!(
+        states.first().is_some_and(|s| s == "from-the-other-operator")
+            && states
+                .iter()
+                .all(|s| s == "from-the-other-operator" || s == "from-vault"),
+        "the Secret was deleted or emptied during the handover: {states:?}"
+    );
     let owners = adopted.metadata.owner_references.unwrap_or_default();
     assert!(
         owners.len() == 1 && owners[0].kind == "VaultSecret" && owners[0].name == "app",

@@ -14,9 +14,15 @@ use crate::api::{VaultSecret, parse_duration};
 
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
-/// Every log line inside carries the VaultSecret's namespace and name.
+/// Every log line inside carries the VaultSecret's namespace and name, and so does every Vault
+/// request (`X-Vaultsync-Object`, for Vault's audit log).
 #[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let object = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
+    crate::vault::on_behalf_of(object, reconcile_as(vs, ctx)).await
+}
+
+async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
     if vs.meta().deletion_timestamp.is_some() {
         return deletion::finalize(&vs, &ctx).await;
     }

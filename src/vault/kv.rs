@@ -11,10 +11,10 @@ use std::time::Duration;
 use rand::RngCore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::client::VaultClient;
 
 use super::coalesce::Coalescer;
+use super::raw::{Raw, send};
 use super::{Error, Result};
 use crate::api::{KvEngine, KvSource};
 use crate::metrics::Metrics;
@@ -116,24 +116,25 @@ impl Reads {
 /// One request for the secret `source` points at.
 async fn read_once(client: &VaultClient, source: &KvSource) -> Result<KvSecret> {
     let operation = format!("kv {}/{}", source.mount, source.path);
-    let address = client.settings.address.as_str();
-    let classify = |e| Error::from_client(e, address, &operation);
+    let (mount, path) = (source.mount.trim_matches('/'), source.path.trim_matches('/'));
+    let request = match (source.engine, source.version) {
+        (KvEngine::V1, _) => format!("{mount}/{path}"),
+        (KvEngine::V2, None) => format!("{mount}/data/{path}"),
+        (KvEngine::V2, Some(version)) => format!("{mount}/data/{path}?version={version}"),
+    };
+    let bytes = send(client, &operation, Raw::get(request)).await?;
+    let invalid = |detail: &str| Error::InvalidResponse {
+        operation: operation.clone(),
+        detail: detail.into(),
+    };
+    let mut body: Value = serde_json::from_slice(&bytes).map_err(|_| invalid("the response is not JSON"))?;
     let (data, version) = match source.engine {
-        KvEngine::V1 => {
-            let res = vaultrs::kv1::get_raw(client, &source.mount, &source.path)
-                .await
-                .map_err(classify)?;
-            (res.data, None)
-        }
+        KvEngine::V1 => (body["data"].take(), None),
         KvEngine::V2 => {
-            let req = ReadSecretRequest::builder()
-                .mount(&source.mount)
-                .path(&source.path)
-                .version(source.version)
-                .build()
-                .map_err(|_| Error::Config("the KV request could not be built".into()))?;
-            let res = vaultrs::api::exec_with_result(client, req).await.map_err(classify)?;
-            (res.data, Some(res.metadata.version))
+            let version = body["data"]["metadata"]["version"]
+                .as_u64()
+                .ok_or_else(|| invalid("the response has no metadata.version"))?;
+            (body["data"]["data"].take(), Some(version))
         }
     };
     match data {

@@ -21,6 +21,7 @@ pub use client::parse_address;
 pub use error::{Error, Result};
 pub use identity::{Field, Identity};
 pub use login::Credential;
+pub use raw::{OBJECT_HEADER, on_behalf_of};
 pub use sessions::{Handle, Outcome, Sessions, TokenEnd, TokenStore, token_key, token_ref};
 use url::Url;
 

@@ -1,12 +1,33 @@
-//! Requests vaultrs has no call for, built on its public rustify machinery and sent through the
-//! same client (with its token, namespace header and timeout).
+//! Every request the operator makes to Vault on behalf of a VaultSecret: built on vaultrs' public
+//! rustify machinery and sent through the same client (with its token, namespace header and
+//! timeout), naming the VaultSecret in [`OBJECT_HEADER`] for Vault's audit log.
 
-use rustify::endpoint::Endpoint;
+use std::future::Future;
+
+use rustify::endpoint::{Endpoint, MiddleWare};
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use serde_json::Value;
+use vaultrs::api::EndpointMiddleware;
 use vaultrs::client::{Client, VaultClient};
 
 use super::{Error, Result};
+
+/// The header naming the VaultSecret (`namespace/name`) a request is made for. Vault and OpenBao
+/// write it into their audit log once told to (`sys/config/auditing/request-headers`); it is
+/// never secret.
+pub const OBJECT_HEADER: &str = "X-Vaultsync-Object";
+
+tokio::task_local! {
+    /// `namespace/name` of the VaultSecret whose reconcile runs on this task.
+    static ON_BEHALF_OF: String;
+}
+
+/// Runs `work` with every Vault request it sends naming `object` in [`OBJECT_HEADER`]. A read
+/// shared by several VaultSecrets ([`super::coalesce`]) names the one whose task sent it; token
+/// renewals in the background name none.
+pub async fn on_behalf_of<F: Future>(object: String, work: F) -> F::Output {
+    ON_BEHALF_OF.scope(object, work).await
+}
 
 /// One request to an arbitrary Vault path.
 pub struct Raw {
@@ -15,13 +36,59 @@ pub struct Raw {
     pub body: Option<Value>,
 }
 
+impl Raw {
+    /// A GET of `path` (relative to `/v1/`, with any query after a `?`).
+    pub fn get(path: String) -> Raw {
+        Raw {
+            path,
+            method: RequestMethod::GET,
+            body: None,
+        }
+    }
+}
+
+/// The client's own middleware (API version prefix, token, namespace), then [`OBJECT_HEADER`].
+struct Named<'a> {
+    client: &'a EndpointMiddleware,
+    object: Option<http::HeaderValue>,
+}
+
+impl MiddleWare for Named<'_> {
+    fn request<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        req: &mut http::Request<Vec<u8>>,
+    ) -> std::result::Result<(), rustify::errors::ClientError> {
+        self.client.request(endpoint, req)?;
+        if let Some(object) = &self.object {
+            req.headers_mut().insert(OBJECT_HEADER, object.clone());
+        }
+        Ok(())
+    }
+
+    fn response<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        resp: &mut http::Response<Vec<u8>>,
+    ) -> std::result::Result<(), rustify::errors::ClientError> {
+        self.client.response(endpoint, resp)
+    }
+}
+
 impl Endpoint for Raw {
     type Response = Value;
     const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
     const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
 
     fn path(&self) -> String {
-        self.path.clone()
+        self.path
+            .split_once('?')
+            .map_or(&*self.path, |(path, _)| path)
+            .to_owned()
+    }
+
+    fn query(&self) -> std::result::Result<Option<String>, rustify::errors::ClientError> {
+        Ok(self.path.split_once('?').map(|(_, query)| query.to_owned()))
     }
 
     fn method(&self) -> RequestMethod {
@@ -36,7 +103,16 @@ impl Endpoint for Raw {
 /// Sends `request`; `operation` names it in errors.
 pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec<u8>> {
     let address = client.settings.address.as_str().to_owned();
-    let result = request.with_middleware(client.middle()).exec(client.http()).await;
+    // Kubernetes names are valid header values; anything else is left out rather than refused.
+    let object = ON_BEHALF_OF
+        .try_with(|object| http::HeaderValue::from_str(object).ok())
+        .ok()
+        .flatten();
+    let middleware = Named {
+        client: client.middle(),
+        object,
+    };
+    let result = request.with_middleware(&middleware).exec(client.http()).await;
     match result {
         Ok(response) => Ok(response.raw()),
         Err(e) => Err(Error::from_client(

@@ -54,3 +54,35 @@ async fn every_read_made_for_a_namespace_is_attributed_to_its_own_service_accoun
         assert_eq!(who["role"], a.role.as_str(), "{path} was read with another role");
     }
 }
+
+#[tokio::test]
+async fn each_read_names_the_vaultsecret_it_was_made_for_in_the_audit_log() {
+    let a = Team::new("audit-object").await;
+    let bao = &a.t.op.bao;
+    // The one Vault setting docs/security.md gives (`hmac=false`: the name is not secret).
+    bao.run(&[
+        "write",
+        "sys/config/auditing/request-headers/X-Vaultsync-Object",
+        "hmac=false",
+    ]);
+    bao.put(&a.t.path("db"), &[("password", "for-first")]);
+    bao.put(&a.t.path("api"), &[("key", "for-second")]);
+    for (name, path) in [("first", "db"), ("second", "api")] {
+        let spec = json!({"auth": a.auth(), "sources": [{"kv": {"mount": "secret", "path": a.t.path(path)}}]});
+        a.t.create_vs(name, spec).await.expect("create VaultSecret");
+    }
+    wait_synced(&a.t, "first", "password", "for-first").await;
+    wait_synced(&a.t, "second", "key", "for-second").await;
+
+    let reads = kv_reads(bao, &a.t.ns);
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for read in &reads {
+        let path = read["request"]["path"].as_str().unwrap_or_default();
+        let want = if path.ends_with("/db") { "first" } else { "second" };
+        assert_eq!(
+            read["request"]["headers"]["x-vaultsync-object"],
+            json!([format!("{}/{want}", a.t.ns)]),
+            "the audit entry of {path} does not name VaultSecret {want}: {read}"
+        );
+    }
+}

@@ -199,6 +199,7 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
             "/settings/defaultRefreshInterval",
         ),
         ("settings.concurrency=0", "/settings/concurrency"),
+        ("watchNamespaces={a,b}", "/watchNamespaces"),
     ] {
         let (ok, _, stderr) = run_helm(&["template", "vaultsync", "charts/vaultsync", "--set", set]);
         assert!(!ok, "--set {set} was accepted");
@@ -207,4 +208,36 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
             "--set {set}: the error does not name {named}: {stderr}"
         );
     }
+}
+
+#[test]
+fn watch_namespaces_limit_a_cluster_wide_install_and_conflict_with_scope_namespace() {
+    let deployment = template(&[
+        "--set",
+        "watchNamespaces={team-b}",
+        "--show-only",
+        "templates/deployment.yaml",
+    ]);
+    let deployment: Value = serde_yaml::from_str(&deployment).unwrap();
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "VAULTSYNC_WATCH_NAMESPACES" && e["value"] == "team-b"),
+        "{env}"
+    );
+    let (ok, _, stderr) = run_helm(&[
+        "template",
+        "vaultsync",
+        "charts/vaultsync",
+        "--set",
+        "scope=namespace",
+        "--set",
+        "watchNamespaces={team-b}",
+    ]);
+    assert!(
+        !ok && stderr.contains("watchNamespaces applies to scope: cluster"),
+        "{stderr}"
+    );
 }

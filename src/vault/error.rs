@@ -124,6 +124,7 @@ impl Error {
     }
 
     fn from_status(code: u16, errors: Vec<String>, address: &str, operation: String) -> Self {
+        let errors: Vec<String> = errors.iter().flat_map(|e| unwrap_multierror(e)).collect();
         match code {
             403 => Error::PermissionDenied {
                 operation,
@@ -169,6 +170,22 @@ fn vault_errors(content: Option<&str>) -> Vec<String> {
         .and_then(|c| serde_json::from_str::<Body>(c).ok())
         .map(|b| b.errors)
         .unwrap_or_default()
+}
+
+/// The items of Go's multierror text (`"1 error occurred:\n\t* permission denied\n\n"`, as
+/// Vault answers a denied read), or the text itself.
+fn unwrap_multierror(text: &str) -> Vec<String> {
+    let Some((head, items)) = text.split_once('\n') else {
+        return vec![text.to_owned()];
+    };
+    if !(head.ends_with(" occurred:") && head.contains(" error")) {
+        return vec![text.trim().to_owned()];
+    }
+    items
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("* "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Why Vault is unavailable, from the typed causes of the failure (never from message text of
@@ -248,6 +265,22 @@ mod tests {
             code,
             errors: errors.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn go_multierror_text_is_reduced_to_its_items() {
+        assert_eq!(
+            unwrap_multierror("1 error occurred:\n\t* permission denied\n\n"),
+            ["permission denied"]
+        );
+        assert_eq!(unwrap_multierror("2 errors occurred:\n\t* a\n\t* b\n\n"), ["a", "b"]);
+        assert_eq!(unwrap_multierror("lease not found"), ["lease not found"]);
+        let denied = Error::from_client(
+            api(403, &["1 error occurred:\n\t* permission denied\n\n"]),
+            "http://v",
+            "kv secret/x",
+        );
+        assert_eq!(denied.to_string(), "permission denied by Vault for kv secret/x");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod argocd;
 pub mod auth;
 pub mod cluster;
 pub mod db;

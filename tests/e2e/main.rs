@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod argocd;
 mod coalesce;
 mod errors;
 mod install;

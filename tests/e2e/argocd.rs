@@ -1,5 +1,7 @@
 //! The Argo CD health check on VaultSecrets as the operator wrote their status.
 
+#![allow(clippy::expect_used)] // test support: failing loudly is the point
+
 use serde_json::{Value, json};
 
 use crate::common::TestNs;

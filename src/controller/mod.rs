@@ -153,6 +153,25 @@ where
     }
 }
 
+/// Waits until VaultSecrets can be listed: an operator started before its CRD (or its RBAC)
+/// waits for it, not ready and saying why, rather than exiting into a crash loop.
+async fn wait_until_listable(api: &Api<VaultSecret>) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(
+                "cannot list VaultSecrets ({}); is the CRD installed? (`kubectl apply -f \
+                 crds/vaultsecret.yaml`) Waiting for it, next try in {}s",
+                crate::kube_error_message(&e),
+                delay.as_secs()
+            ),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Runs the controller, as the identity `kube_config` gives, until `shutdown` completes.
 pub async fn run(
     kube_config: kube::Config,
@@ -165,12 +184,11 @@ pub async fn run(
     // One namespace, or all of them.
     let scope = settings.watch_namespaces.first().cloned();
     let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());
-    vs_api.list(&ListParams::default().limit(1)).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot list VaultSecrets ({}); is the CRD installed? (`vaultsync crd | kubectl apply -f -`)",
-            crate::kube_error_message(&e)
-        )
-    })?;
+    let mut shutdown = Box::pin(shutdown);
+    tokio::select! {
+        () = wait_until_listable(&vs_api) => {}
+        () = &mut shutdown => return Ok(()),
+    }
     let hash_key = HashKey::load_or_create(client.clone(), &settings.namespace, &settings.hash_key_secret)
         .await
         .map_err(|e| {

@@ -65,13 +65,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_from(kube_config.clone())?;
     tokio::spawn(vaultsync::memory::trim_periodically());
 
-    // `stop` turns true on SIGTERM/Ctrl-C, or when leadership is lost.
+    // `stop` turns true on SIGTERM/Ctrl-C (a lost leadership ends the process instead).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        on_signal.send_replace(true);
+        stop_tx.send_replace(true);
     });
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -101,16 +99,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = stopped() => return Ok(()),
     }
     ready.set(false);
+    // From here every write waits at the election's fence, and a watchdog ends the process if the
+    // renew deadline passes (also while the runtime is stuck or the process was frozen).
+    vaultsync::leader::fence::install(election.fence())?;
     let holder = election.clone();
-    let on_loss = stop_tx.clone();
     let lost = tokio::spawn(async move {
         holder.hold().await;
-        on_loss.send_replace(true);
+        // Not even an orderly shutdown: it would finish in-flight syncs another replica now owns.
+        tracing::error!("lost leadership; exiting so a fresh process stands by");
+        std::process::exit(1);
     });
     let result = vaultsync::controller::run(kube_config, settings, metrics, ready, stopped()).await;
-    if lost.is_finished() {
-        anyhow::bail!("lost leadership; exiting so a fresh process can stand by");
-    }
     lost.abort();
     election.release().await;
     result

@@ -180,7 +180,10 @@ pub async fn run(
     ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let client = Client::try_from(kube_config.clone())?;
+    // Writes stop at once should this replica stop leading (`leader::fence`).
+    let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
+        .with_layer(&crate::leader::fence::Layer)
+        .build();
     // One namespace, or all of them.
     let scope = settings.watch_namespaces.first().cloned();
     let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());

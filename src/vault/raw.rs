@@ -102,6 +102,8 @@ impl Endpoint for Raw {
 
 /// Sends `request`; `operation` names it in errors.
 pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec<u8>> {
+    // A replica that no longer leads sends nothing (and is about to exit).
+    crate::leader::fence::may_act().await;
     let address = client.settings.address.as_str().to_owned();
     // Kubernetes names are valid header values; anything else is left out rather than refused.
     let object = ON_BEHALF_OF

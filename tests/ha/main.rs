@@ -19,6 +19,8 @@ use xtask::Env;
 
 use crate::common::{kubectl, kubectl_apply, poll_for, value};
 
+mod fenced;
+
 const OPERATOR_NS: &str = "vaultsync-system";
 const LEASE: &str = "vaultsync-leader";
 /// Short for the test; the default is 15 s.
@@ -37,11 +39,18 @@ impl Drop for Replica {
     }
 }
 
+/// A replica that syncs namespace `watch` and elects its leader on Lease `lease`.
 fn start_replica(env: &Env, name: &'static str) -> Replica {
+    start_replica_for(env, name, "ha", LEASE, &env.kubeconfig)
+}
+
+/// A replica that syncs namespace `watch`, elects its leader on Lease `lease` and reaches the API
+/// server as `kubeconfig` says.
+fn start_replica_for(env: &Env, name: &'static str, watch: &str, lease: &str, kubeconfig: &std::path::Path) -> Replica {
     let log = std::fs::File::create(env.dir.join(format!("logs/{name}.log"))).expect("replica log");
     let child = Command::new(env!("CARGO_BIN_EXE_vaultsync"))
         .arg("run")
-        .env("KUBECONFIG", &env.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
         .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
         .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "*")
@@ -49,6 +58,8 @@ fn start_replica(env: &Env, name: &'static str) -> Replica {
         .env("VAULTSYNC_DEFAULT_IDENTITY_LEASES_NAMESPACES", "*")
         .env("VAULTSYNC_METRICS_ADDRESS", "127.0.0.1:0")
         .env("VAULTSYNC_LEADER_ELECTION_DURATION", LEASE_DURATION)
+        .env("VAULTSYNC_LEADER_ELECTION_LEASE", lease)
+        .env("VAULTSYNC_WATCH_NAMESPACES", watch)
         .env("VAULTSYNC_RETRY_MAX", "4s")
         .env("POD_NAME", name)
         .stdin(Stdio::null())
@@ -60,12 +71,31 @@ fn start_replica(env: &Env, name: &'static str) -> Replica {
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
-    leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
+    holder_of(leases, LEASE).await
 }
 
-#[tokio::test]
-async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
-    let env = Env::shared();
+async fn holder_of(leases: &Api<Lease>, lease: &str) -> Option<String> {
+    leases.get_opt(lease).await.ok().flatten()?.spec?.holder_identity
+}
+
+/// The CRD, the operator's namespace and namespace `ns`; a client for the test.
+async fn prepare(env: &Env, ns: &str) -> kube::Client {
+    // Once per binary: two tests applying the CRD at once race on its creation.
+    static CRD: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CRD.get_or_init(async || install_crd(env)).await;
+    kubectl_apply(
+        env,
+        &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"),
+        ns,
+    );
+    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+fn install_crd(env: &Env) {
     kubectl(
         env,
         &[
@@ -83,18 +113,17 @@ async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
             "crd/vaultsecrets.vaultsync.dev",
         ],
     );
-    for ns in [OPERATOR_NS, "ha"] {
-        kubectl_apply(
-            env,
-            &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"),
-            ns,
-        );
-    }
-    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(config).expect("client");
+    kubectl_apply(
+        env,
+        &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {OPERATOR_NS}}}}}"),
+        OPERATOR_NS,
+    );
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies_without_rewriting_secrets() {
+    let env = Env::shared();
+    let client = prepare(env, "ha").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "ha");
 

@@ -110,5 +110,19 @@ async fn deletion_during_an_outage_gives_up_revoking_after_a_few_attempts_with_a
         "{warning:?}"
     );
     assert!(db::lease_exists(bao, &first.id), "the lease is left to expire");
+    // Also where a terminating namespace cannot take the Event: a log line naming the lease, and
+    // the metric.
+    let logs = crate::common::captured_logs();
+    assert!(
+        logs.lines().any(|l| l.contains("abandoned") && l.contains(&first.id)),
+        "no log line names the abandoned lease"
+    );
+    let (_, metrics) = t.op.get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("vaultsync_lease_revocations_total{result=\"abandoned\"}")),
+        "no abandoned-lease metric"
+    );
     bao.run(&["lease", "revoke", &first.id]);
 }

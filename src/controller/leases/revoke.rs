@@ -154,6 +154,19 @@ pub async fn finalize(
             failed.len()
         )));
     } else {
+        // The Event may not land (a terminating namespace refuses new ones): the log and the
+        // metric always do.
+        tracing::error!(
+            leases = failed.join(", "),
+            "abandoned {} lease(s) of deleted VaultSecret {}/{} after {attempt} attempts to revoke them; they stay valid until they expire",
+            failed.len(),
+            vs.namespace().unwrap_or_default(),
+            vs.name_any()
+        );
+        ctx.metrics
+            .lease_revocations
+            .with_label_values(&["abandoned"])
+            .inc_by(u64::try_from(failed.len()).unwrap_or(u64::MAX));
         let note = format!(
             "Gave up revoking lease(s) {} after {attempt} attempts; they stay valid until they expire",
             failed.join(", ")

@@ -10,6 +10,7 @@ mod report;
 mod resolve;
 mod restarts;
 mod schedule;
+mod siblings;
 mod slim;
 mod sources;
 mod sync;
@@ -129,6 +130,8 @@ pub struct Context {
     orphans: release::Orphans,
     /// When each VaultSecret is due, what it last saw, and the tokens its leases came from.
     tracker: tracker::Tracker,
+    /// The VaultSecrets that may restart the same workloads, synced at once on a change.
+    siblings: siblings::Siblings,
 }
 
 impl Context {
@@ -139,6 +142,17 @@ impl Context {
         self.tracker.forget(key);
         self.metrics
             .forget(key.namespace.as_deref().unwrap_or_default(), &key.name);
+    }
+
+    /// After `vs` found new content that schedules a restart: its siblings sync now.
+    fn nudge_siblings(&self, vs: &VaultSecret) {
+        let nudged = self.siblings.nudge(vs, &self.tracker);
+        if nudged > 0 {
+            tracing::debug!(
+                nudged,
+                "synced at once the VaultSecrets that may restart the same workloads"
+            );
+        }
     }
 }
 
@@ -230,6 +244,8 @@ pub async fn run(
         vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()).with_store(token_store);
     let (ending_tx, mut ending_rx) = tokio::sync::mpsc::unbounded_channel();
     sessions.notify_ending(ending_tx);
+    let (store, vs_writer) = reflector::store();
+    let (nudge_tx, nudges) = futures::channel::mpsc::unbounded();
     let ctx = Arc::new(Context {
         recorder,
         vault: sessions,
@@ -241,12 +257,12 @@ pub async fn run(
         secrets,
         orphans: release::Orphans::default(),
         tracker: tracker::Tracker::default(),
+        siblings: siblings::Siblings::new(store.clone(), nudge_tx),
         rollouts,
         settings,
     });
 
     // The VaultSecret watch also tells when one is deleted: its state and metric series go.
-    let (store, vs_writer) = reflector::store();
     let deleted_ctx = ctx.clone();
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
@@ -274,6 +290,7 @@ pub async fn run(
         .owns_stream(owned)
         .reconcile_on(restart_reports)
         .reconcile_on(ending)
+        .reconcile_on(nudges)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();

@@ -207,6 +207,7 @@ async fn report(
         _ => Some(Time(jiff::Timestamp::now())),
     };
     let pending_rollout_hash = restarts::pending_hash(vs, previous, written.existed, &name, &data_hash);
+    let restart_scheduled = pending_rollout_hash.is_some() && pending_rollout_hash != previous.pending_rollout_hash;
     // Superseded leases go only once the Secret no longer holds them.
     leases::revoke_due(&handle.client, &mut pending, jiff::Timestamp::now(), ctx).await;
     let expiry = merged
@@ -228,6 +229,9 @@ async fn report(
     let new = status::with_condition(new, status::ready(vs, true, reasons::SYNCED.name, message));
     let lease_deadline = leases::due(&new);
     status::write_if_changed(&ctx.vs_api(vs), vs, new).await?;
+    if restart_scheduled {
+        ctx.nudge_siblings(vs);
+    }
     Ok(Synced {
         secret_version: written.secret_version,
         lease_deadline,

@@ -60,6 +60,8 @@ struct State {
     next_sync: Instant,
     /// Consecutive failed syncs.
     failures: u32,
+    /// A sibling's change asks for a fresh read ([`super::siblings`]).
+    nudged: bool,
 }
 
 impl Tracker {
@@ -87,11 +89,24 @@ impl Tracker {
         Some(next_sync - now)
     }
 
-    /// Whether `asked` carries a sync request `key` has not answered yet.
+    /// Whether `asked` carries a sync request `key` has not answered yet, or a sibling's change
+    /// nudged it: either way the sync reads fresh.
     pub fn requested(&self, key: &Key, asked: &Asked) -> bool {
         let inner = self.inner.lock();
-        let answered = inner.objects.get(key).and_then(|s| s.asked.sync_requested.as_ref());
-        asked.sync_requested.is_some() && asked.sync_requested.as_ref() != answered
+        let state = inner.objects.get(key);
+        let answered = state.and_then(|s| s.asked.sync_requested.as_ref());
+        state.is_some_and(|s| s.nudged) || (asked.sync_requested.is_some() && asked.sync_requested.as_ref() != answered)
+    }
+
+    /// Makes `key` due now with a fresh read; `false` for one never synced (it is due anyway).
+    pub fn nudge(&self, key: &Key) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(state) = inner.objects.get_mut(key) else {
+            return false;
+        };
+        state.next_sync = Instant::now();
+        state.nudged = true;
+        true
     }
 
     /// Records a successful sync that answered `asked` and left the Secret at `secret_version`;
@@ -102,6 +117,7 @@ impl Tracker {
             secret_version,
             next_sync,
             failures: 0,
+            nudged: false,
         };
         self.inner.lock().objects.insert(key, state);
     }
@@ -120,6 +136,7 @@ impl Tracker {
             secret_version,
             next_sync: Instant::now() + wait,
             failures,
+            nudged: false,
         };
         inner.objects.insert(key, state);
         wait

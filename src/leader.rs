@@ -45,7 +45,7 @@ struct Record {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     #[error("no answer from the API server within {0:?}")]
     Timeout(Duration),
 }
@@ -119,7 +119,7 @@ impl LeaderElection {
     /// Gives the Lease up so a standby can take over at once.
     pub async fn release(&self) {
         self.fence.close();
-        let Ok(Ok(Some(mut lease))) = self.bounded(self.api.get_opt(&self.name)).await.map_err(|_| ()) else {
+        let Ok(Some(mut lease)) = self.call(self.api.get_opt(&self.name)).await else {
             return;
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
@@ -129,11 +129,10 @@ impl LeaderElection {
         spec.holder_identity = None;
         spec.renew_time = None;
         match self
-            .bounded(self.api.replace(&self.name, &PostParams::default(), &lease))
+            .call(self.api.replace(&self.name, &PostParams::default(), &lease))
             .await
         {
-            Ok(Ok(_)) => tracing::info!(identity = self.identity, "released the Lease"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the Lease"),
+            Ok(_) => tracing::info!(identity = self.identity, "released the Lease"),
             Err(e) => tracing::warn!(error = %e, "could not release the Lease"),
         }
     }
@@ -148,12 +147,13 @@ impl LeaderElection {
         self.duration * 2 / 3
     }
 
-    /// `call`, bounded by the retry period.
-    async fn bounded<T>(&self, call: impl Future<Output = T>) -> Result<T, Error> {
+    /// A Lease call, bounded by the retry period.
+    async fn call<T>(&self, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T, Error> {
         let limit = self.retry_period();
         tokio::time::timeout(limit, call)
             .await
-            .map_err(|_| Error::Timeout(limit))
+            .map_err(|_| Error::Timeout(limit))?
+            .map_err(Error::Kube)
     }
 
     /// Takes or renews the Lease if it is free, ours, or seen unchanged for a whole lease
@@ -161,7 +161,7 @@ impl LeaderElection {
     async fn try_acquire_or_renew(&self) -> Result<bool, Error> {
         let now = MicroTime(jiff::Timestamp::now());
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
-        let Some(mut lease) = self.bounded(self.api.get_opt(&self.name)).await?? else {
+        let Some(mut lease) = self.call(self.api.get_opt(&self.name)).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -176,7 +176,7 @@ impl LeaderElection {
                     ..Default::default()
                 }),
             };
-            return conflict_is_false(self.bounded(self.api.create(&PostParams::default(), &lease)).await?);
+            return conflict_is_false(self.call(self.api.create(&PostParams::default(), &lease)).await);
         };
         let resource_version = lease.resource_version();
         let spec = lease.spec.get_or_insert_with(Default::default);
@@ -197,10 +197,7 @@ impl LeaderElection {
         spec.renew_time = Some(now);
         spec.lease_duration_seconds = Some(seconds);
         let name = lease.name_any();
-        conflict_is_false(
-            self.bounded(self.api.replace(&name, &PostParams::default(), &lease))
-                .await?,
-        )
+        conflict_is_false(self.call(self.api.replace(&name, &PostParams::default(), &lease)).await)
     }
 
     /// Whether another replica holds the Lease as `record` shows it (`None`: released), by this
@@ -221,11 +218,12 @@ impl LeaderElection {
     }
 }
 
-fn conflict_is_false(result: Result<Lease, kube::Error>) -> Result<bool, Error> {
+/// A write another replica beat (409 Conflict) is "not acquired", not an error.
+fn conflict_is_false(result: Result<Lease, Error>) -> Result<bool, Error> {
     match result {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -133,7 +133,7 @@ pub mod rollout {
 pub mod event {
     pub const SECRET_WRITTEN: &str = "SecretWritten";
     pub const SECRET_ADOPTED: &str = "SecretAdopted";
-    /// Keys a shell cannot expand (named `KeysSkippedByEnvFrom` before Kubernetes 1.34 was checked).
+    /// Keys a shell cannot expand, though envFrom passes them (was `KeysSkippedByEnvFrom`).
     pub const KEYS_NOT_SHELL_NAMES: &str = "KeysNotShellNames";
     pub const TOKEN_EXPIRES_BEFORE_LEASE: &str = "TokenExpiresBeforeLease";
     pub const LEASES_REVOKED: &str = "LeasesRevoked";

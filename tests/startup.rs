@@ -4,9 +4,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/mod.rs"]
+mod common;
 
+use std::process::Command;
+use std::time::Duration;
+
+use common::{free_port, kubectl, poll_for};
 use xtask::Env;
 
 /// GET `path` on the operator's HTTP endpoints: the status code, or 0 when nothing answers.
@@ -15,42 +19,20 @@ fn status(addr: &str, path: &str) -> u16 {
     xtask::http::request(addr, "GET", path, None, None).map_or(0, |response| response.status)
 }
 
-/// Polls `check` every 200 ms for up to `limit`.
-fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-#[test]
-fn started_before_its_crd_the_operator_waits_unready_and_starts_when_it_appears() {
+#[tokio::test]
+async fn started_before_its_crd_the_operator_waits_unready_and_starts_when_it_appears() {
     let env = Env::shared();
-    let kubectl = |args: &[&str]| {
-        let out = env.kubectl().args(args).output().expect("run kubectl");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml");
     let absent = env
         .kubectl()
         .args(["get", "crd", "vaultsecrets.vaultsync.dev"])
         .output()
         .unwrap();
     assert!(!absent.status.success(), "this environment must not have the CRD yet");
-    kubectl(&["create", "namespace", "vaultsync-system"]);
+    kubectl(env, &["create", "namespace", "vaultsync-system"]);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let log = env.dir.join("startup-operator.log");
+    let output = std::fs::File::create(&log).unwrap();
     let mut operator = Command::new(env!("CARGO_BIN_EXE_vaultsync"))
         .arg("run")
         .env_clear()
@@ -59,28 +41,23 @@ fn started_before_its_crd_the_operator_waits_unready_and_starts_when_it_appears(
         .env("VAULTSYNC_METRICS_ADDRESS", &addr)
         .env("VAULTSYNC_LEADER_ELECTION", "false")
         .env("POD_NAMESPACE", "vaultsync-system")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
         .spawn()
         .expect("start vaultsync run");
-    let said_why = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("is the CRD installed?")
-    };
-    wait(
-        "the operator to say it waits for the CRD",
-        Duration::from_secs(30),
-        said_why,
-    );
-    // A few tries later it still runs, alive and not ready.
-    wait("a second try", Duration::from_secs(30), || {
+    let waits = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .matches("is the CRD installed?")
             .count()
-            >= 2
-    });
+    };
+    // Two tries, so it is waiting rather than about to exit.
+    poll_for(
+        "the operator to say twice it waits for the CRD",
+        Duration::from_secs(30),
+        async || (waits() >= 2).then_some(()),
+    )
+    .await;
     assert!(
         operator.try_wait().unwrap().is_none(),
         "the operator exited: {}",
@@ -89,13 +66,21 @@ fn started_before_its_crd_the_operator_waits_unready_and_starts_when_it_appears(
     assert_eq!(status(&addr, "/healthz"), 200, "alive while waiting");
     assert_eq!(status(&addr, "/readyz"), 503, "not ready while waiting");
 
-    kubectl(&["apply", "-f", crd]);
+    kubectl(
+        env,
+        &[
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml"),
+        ],
+    );
     // The waits grow to 4 s by now; the controller lists and becomes ready soon after.
-    wait(
+    poll_for(
         "the operator to become ready once the CRD exists",
         Duration::from_secs(60),
-        || status(&addr, "/readyz") == 200,
-    );
+        async || (status(&addr, "/readyz") == 200).then_some(()),
+    )
+    .await;
     assert!(operator.try_wait().unwrap().is_none());
     operator.kill().unwrap();
     operator.wait().unwrap();

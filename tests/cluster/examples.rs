@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cluster;
-use crate::common::auth::{APPROLE_MOUNT, jwt_role, token_with_policy};
+use crate::common::auth::{APPROLE_MOUNT, jwt_role, kubernetes_role, token_with_policy};
 use crate::common::{Bao, Operator, TestNs, db, has_value, kubectl_apply};
 
 /// The namespace every example uses.
@@ -53,15 +53,7 @@ fn examples() -> BTreeMap<String, Vec<Value>> {
 /// The Vault side of `examples/README.md` and of each file's header.
 fn vault_setup(bao: &Bao) {
     bao.run(&["write", "sys/policies/acl/shop", &format!("policy={POLICY}")]);
-    bao.run(&[
-        "write",
-        "auth/kubernetes/role/shop",
-        "bound_service_account_names=shop",
-        "bound_service_account_namespaces=shop",
-        "audience=vault",
-        "token_policies=shop",
-        "token_ttl=1h",
-    ]);
+    kubernetes_role(bao, "shop", NS, "shop", "shop", &["token_ttl=1h"]);
     // jwt-auth.yaml
     jwt_role(bao, "shop", NS, "shop", "vault", "shop", &["token_ttl=1h"]);
     // approle-auth.yaml

@@ -4,26 +4,22 @@
 //! ServiceAccount is bound to `system:auth-delegator`. (The recipe for a Vault outside the cluster,
 //! with `token_reviewer_jwt`, is what every other test's OpenBao runs: `tests/common/auth.rs`.)
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::cluster;
 use crate::common::cluster::{POD_TIMEOUT, tools_image};
-use crate::common::{TestNs, kubectl_apply, poll_for};
+use crate::common::{TestNs, free_port, kubectl_apply, poll_for};
 
 const ROOT_TOKEN: &str = "in-cluster-root";
 
-/// `bao` against the OpenBao in the pod.
+/// `bao` against the OpenBao in the pod (the environment's command, pointed elsewhere).
 fn bao(addr: &str, args: &[&str]) -> (bool, String) {
-    let bin = cluster().env.bao().get_program().to_owned();
-    let out = Command::new(bin)
-        .env("BAO_ADDR", addr)
-        .env("BAO_TOKEN", ROOT_TOKEN)
-        .env("VAULT_ADDR", addr)
-        .env("VAULT_TOKEN", ROOT_TOKEN)
-        .args(args)
-        .output()
-        .expect("run bao");
+    let mut cmd = cluster().env.bao();
+    for (name, value) in [("ADDR", addr), ("TOKEN", ROOT_TOKEN)] {
+        cmd.env(format!("BAO_{name}"), value)
+            .env(format!("VAULT_{name}"), value);
+    }
+    let out = cmd.args(args).output().expect("run bao");
     let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr });
     (out.status.success(), text.into_owned())
 }
@@ -32,14 +28,14 @@ fn bao(addr: &str, args: &[&str]) -> (bool, String) {
 async fn a_vault_inside_the_cluster_reviews_logins_with_its_own_service_account() {
     let op = cluster();
     let t = TestNs::new_in(op, "vault-inside").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let bao_dir = op.env.bao().get_program().to_owned();
-    let bao_dir = std::path::Path::new(&bao_dir).parent().unwrap().display().to_string();
+    let host_bao = op.env.bao();
+    let bao_dir = std::path::Path::new(host_bao.get_program())
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     t.create_service_account("openbao").await;
     // OpenBao's dev server from the host's binary (the node has no image of it), as ServiceAccount
     // `openbao` with its token mounted where OpenBao looks for it.

@@ -21,12 +21,17 @@ const VOLUME: &str = r#"      volumes: [{name: secrets, secret: {secretName: app
 /// A namespace whose ServiceAccount `app` may read `secret/<ns>/*` through Kubernetes auth, and a
 /// VaultSecret `app-secrets` of `secret/<ns>/app` (password `first`), Ready.
 async fn synced(prefix: &str, rollout: bool) -> TestNs {
+    synced_with(prefix, &[("password", "first")], rollout).await
+}
+
+/// Like [`synced`], with `data` at `secret/<ns>/app`.
+async fn synced_with(prefix: &str, data: &[(&str, &str)], rollout: bool) -> TestNs {
     let op = cluster();
     let t = TestNs::new_in(op, prefix).await;
     read_policy(&op.bao, &t.ns, &t.ns);
     kubernetes_role(&op.bao, &t.ns, &t.ns, "app", &t.ns, &[]);
     t.create_service_account("app").await;
-    op.bao.put(&t.path("app"), &[("password", "first")]);
+    op.bao.put(&t.path("app"), data);
     let mut spec = json!({
         "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
         "sources": [{"kv": {"mount": "secret", "path": t.path("app")}}],
@@ -97,20 +102,8 @@ async fn without_rollout_the_mounted_file_follows_in_place_and_the_pod_stays() {
 async fn envfrom_passes_keys_a_shell_cannot_expand() {
     // Kubernetes 1.34: `db.password` (allowed since 1.8) and `2fa` (since 1.32) both reach the
     // container; the KeysNotShellNames Warning says so rather than that envFrom skips them.
-    let op = cluster();
-    let t = TestNs::new_in(op, "shellnames").await;
-    read_policy(&op.bao, &t.ns, &t.ns);
-    kubernetes_role(&op.bao, &t.ns, &t.ns, "app", &t.ns, &[]);
-    t.create_service_account("app").await;
-    op.bao
-        .put(&t.path("app"), &[("db.password", "dotted"), ("2fa", "digit")]);
-    let spec = json!({
-        "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
-        "sources": [{"kv": {"mount": "secret", "path": t.path("app")}}],
-    });
-    t.create_vs("app-secrets", spec).await.expect("create VaultSecret");
-    t.wait_ready("app-secrets", "True", "Synced").await;
-    // What the container was started with (a shell drops such names from what it passes on).
+    let t = synced_with("shellnames", &[("db.password", "dotted"), ("2fa", "digit")], false).await;
+    let op = t.op;
     let script = r#"echo "received=$(tr '\000' '\n' < /proc/1/environ | grep -c -e '^db\.password=dotted$' -e '^2fa=digit$')"; sleep 100000"#;
     let consume = "          envFrom: [{secretRef: {name: app-secrets}}]";
     crate::common::kubectl_apply(

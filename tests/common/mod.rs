@@ -333,6 +333,12 @@ pub async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output 
     }
 }
 
+/// A loopback port nothing listens on right now (for a process the test starts).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("its address").port()
+}
+
 /// A Secret's value for `key` as text.
 pub fn value(secret: &Secret, key: &str) -> Option<String> {
     secret

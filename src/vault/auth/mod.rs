@@ -90,3 +90,12 @@ pub async fn resolve<'a, C: Cluster>(
         Some(AuthMethod::Token(spec)) => token::resolve(spec, cluster).await,
     }
 }
+
+/// Each of OpenBao's answers in `cases` gets a hint naming the second item; other text none.
+#[cfg(test)]
+fn assert_hints(hint: super::login::Hint, cases: &[(&str, &str)]) {
+    for (errors, named) in cases {
+        assert!(hint(errors).is_some_and(|h| h.contains(named)), "{errors}");
+    }
+    assert_eq!(hint("something else"), None);
+}

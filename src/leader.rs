@@ -6,8 +6,8 @@
 //!   no read timeout of its own, and a hung renewal must not look like a slow one);
 //! - a leader that has not renewed within the renew deadline — counted from when the last
 //!   successful renewal was *sent* — stops leading: its [`fence`] closes (every Vault request
-//!   waits at it, and a watchdog thread ends the process), a third of the lease before any
-//!   standby may take over;
+//!   but a token lookup waits at it, Kubernetes writes are refused, and a watchdog thread ends
+//!   the process), a third of the lease before any standby may take over;
 //! - a standby judges expiry by its own clock: it takes the Lease only after seeing the same
 //!   record (holder, renew time, resourceVersion) unchanged for a whole lease duration, never by
 //!   comparing the holder's `renewTime` with its clock (replicas' clocks may differ).
@@ -231,7 +231,7 @@ fn conflict_is_false(result: Result<Lease, Error>) -> Result<bool, Error> {
 /// deadline passes without a renewal. The binary [`fence::install`]s its election's fence, with a
 /// watchdog thread that ends the process once the deadline has passed, so a replica frozen past
 /// it (a paused VM, SIGSTOP) never acts again when it thaws; until it ends, every Vault request
-/// waits at [`fence::may_act`]. Without an installed fence (leader election off, tests) the
+/// but a token lookup waits at [`fence::may_act`] and Kubernetes writes are refused ([`fence::Layer`]). Without an installed fence (leader election off, tests) the
 /// process may always act.
 pub mod fence {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

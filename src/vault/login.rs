@@ -115,6 +115,8 @@ pub async fn adopt(conn: &Connection, token: &str, timeout: Duration) -> Result<
 
 /// Extends the token of `client` by `increment`; returns the new lifetime.
 pub async fn renew(client: &VaultClient, increment: Duration) -> Result<Duration> {
+    // vaultrs' own call, not `raw::send`: the leader's fence is checked here as there.
+    crate::leader::fence::may_act().await;
     let increment = format!("{}s", increment.as_secs());
     let info = vaultrs::token::renew_self(client, Some(&increment))
         .await

@@ -107,6 +107,8 @@ impl Sessions {
             return Revoked::Done;
         };
         let revoked = vault::observe(&self.metrics, "revoke", async {
+            // vaultrs' own call, not `raw::send`: the leader's fence is checked here as there.
+            crate::leader::fence::may_act().await;
             vaultrs::token::revoke_self(&client)
                 .await
                 .map_err(|e| Error::from_client(e, conn.address.as_str(), "revoke-self"))

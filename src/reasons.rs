@@ -137,8 +137,10 @@ pub mod event {
     pub const KEYS_NOT_SHELL_NAMES: &str = "KeysNotShellNames";
     pub const TOKEN_EXPIRES_BEFORE_LEASE: &str = "TokenExpiresBeforeLease";
     pub const LEASES_REVOKED: &str = "LeasesRevoked";
-    /// A deleted VaultSecret's leases could not be revoked (yet); retried with backoff.
+    /// A deleted VaultSecret's leases cannot be revoked (Vault refused); left to expire.
     pub const LEASES_NOT_REVOKED: &str = "LeasesNotRevoked";
+    /// Vault did not answer when a VaultSecret was deleted: its leases are owed revocations.
+    pub const LEASES_REVOCATION_DEFERRED: &str = "LeasesRevocationDeferred";
     /// On a workload restarted for `spec.rollout`.
     pub const ROLLOUT_RESTART_TRIGGERED: &str = "RolloutRestartTriggered";
     /// On the VaultSecret when a restart fails (with the `RolloutRestart` reason in the message).
@@ -153,6 +155,7 @@ pub mod event {
         ROLLOUT_RESTART,
         LEASES_REVOKED,
         LEASES_NOT_REVOKED,
+        LEASES_REVOCATION_DEFERRED,
         TOKEN_EXPIRES_BEFORE_LEASE,
     ];
 }

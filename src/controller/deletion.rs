@@ -1,5 +1,5 @@
-//! A deleted VaultSecret that holds the lease finalizer: its leases are revoked (with bounded
-//! retries), then it is let go.
+//! A deleted VaultSecret that holds the lease finalizer: its leases are revoked (or recorded as
+//! owed when Vault does not answer), then it is let go.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -18,9 +18,10 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
     }
     let key = ObjectRef::from_obj(vs);
     let attempt = ctx.tracker.failures(&key) + 1;
+    let place = connection::place(vs, &ctx.settings);
     let handle = session(vs, ctx).await;
-    let client = handle.as_ref().map(|(_, h)| h.client.as_ref());
-    match leases::finalize(vs, ctx, client, attempt).await {
+    let client = handle.as_ref().map(|h| h.client.as_ref());
+    match leases::finalize(vs, ctx, place, client, attempt).await {
         Ok(()) => Ok(Action::await_change()),
         Err(e) => {
             tracing::info!(reason = e.reason(), "{e}");
@@ -32,11 +33,11 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
     }
 }
 
-/// The connection and an authenticated client for `vs`.
-async fn session(vs: &VaultSecret, ctx: &Context) -> Result<(vault::Connection, vault::Handle)> {
+/// An authenticated client for `vs`.
+async fn session(vs: &VaultSecret, ctx: &Context) -> Result<vault::Handle> {
     let conn = connection::resolve(vs, ctx).await?;
     let kube = identity::Kube::new(vs, ctx);
     let resolved = identity::resolve(vs, &kube).await?;
     let (handle, _) = ctx.vault.get(&conn, &resolved.identity, &resolved.credential).await?;
-    Ok((conn, handle))
+    Ok(handle)
 }

@@ -10,6 +10,7 @@ mod report;
 mod resolve;
 mod restarts;
 mod schedule;
+mod secret_map;
 mod siblings;
 mod slim;
 mod sources;
@@ -128,6 +129,8 @@ pub struct Context {
     pub rollouts: rollout::Rollouts,
     /// Tokens of leases that a deletion left to expire (`revokeOnDelete: false`).
     orphans: release::Orphans,
+    /// Leases of deleted VaultSecrets still to revoke when Vault answers.
+    owed: leases::OwedRevocations,
     /// When each VaultSecret is due, what it last saw, and the tokens its leases came from.
     tracker: tracker::Tracker,
     /// The VaultSecrets that may restart the same workloads, synced at once on a change.
@@ -239,13 +242,14 @@ pub async fn run(
     });
     let (rollouts, restart_reports) =
         rollout::Rollouts::start(client.clone(), recorder.clone(), settings.backoff, on_restart);
-    let token_store = Arc::new(tokens::SecretTokenStore::new(client.clone(), &settings.namespace));
+    let token_store = Arc::new(tokens::secret_token_store(client.clone(), &settings.namespace));
     let sessions =
         vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()).with_store(token_store);
     let (ending_tx, mut ending_rx) = tokio::sync::mpsc::unbounded_channel();
     sessions.notify_ending(ending_tx);
     let (store, vs_writer) = reflector::store();
     let (nudge_tx, nudges) = futures::channel::mpsc::unbounded();
+    let owed = leases::OwedRevocations::new(client.clone(), &settings.namespace);
     let ctx = Arc::new(Context {
         recorder,
         vault: sessions,
@@ -256,6 +260,7 @@ pub async fn run(
         hash_key,
         secrets,
         orphans: release::Orphans::default(),
+        owed,
         tracker: tracker::Tracker::default(),
         siblings: siblings::Siblings::new(store.clone(), nudge_tx),
         rollouts,
@@ -295,6 +300,7 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();
     let releaser = tokio::spawn(release::run(ctx.clone(), store.clone(), listed));
+    let revoker = tokio::spawn(leases::owed::run(ctx.clone()));
     let janitor_ctx = ctx.clone();
     let janitor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -320,6 +326,7 @@ pub async fn run(
         .await;
     janitor.abort();
     releaser.abort();
+    revoker.abort();
     rollouts_ctx.rollouts.stop();
     tracing::info!("vaultsync controller stopped");
     Ok(())

@@ -80,6 +80,12 @@ impl Error {
         }
     }
 
+    /// Whether Vault did not answer the request itself: unreachable, sealed, failing (5xx) or
+    /// rate-limiting. Any other error is Vault's answer.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Error::Unavailable { .. } | Error::RateLimited { .. })
+    }
+
     /// Whether retrying the same request later can succeed without a spec change.
     pub fn is_transient(&self) -> bool {
         self.entry().retry != reasons::Retry::Slowly

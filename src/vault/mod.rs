@@ -17,7 +17,7 @@ mod sessions;
 
 use std::sync::Arc;
 
-pub use client::parse_address;
+pub use client::{build as build_client, parse_address};
 pub use error::{Error, Result};
 pub use identity::{Field, Identity};
 pub use login::Credential;

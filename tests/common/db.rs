@@ -62,6 +62,24 @@ pub fn logs_in(bao: &Bao, user: &str, password: &str) -> bool {
         .success()
 }
 
+/// How many of `users` exist as PostgreSQL roles.
+pub fn existing_roles(bao: &Bao, users: &[String]) -> usize {
+    let list: Vec<String> = users.iter().map(|u| format!("'{}'", u.replace('\'', "''"))).collect();
+    let out = bao
+        .env
+        .psql()
+        .args([
+            "--tuples-only",
+            "--no-align",
+            "--command",
+            &format!("select count(*) from pg_roles where rolname in ({})", list.join(",")),
+        ])
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
+}
+
 /// Waits (bounded poll, up to `limit`) until `user` can no longer log in.
 pub async fn wait_login_refused(bao: &Bao, user: &str, password: &str, limit: Duration) {
     within_for(limit, &format!("{user} to stop logging in"), async {

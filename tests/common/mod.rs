@@ -309,7 +309,6 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     within_for(EVENTUALLY, what, fut).await
 }
 
-/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
 /// Polls `check` every 250 ms until it gives a value, for at most `limit` (for state that has no
 /// watch: a Lease holder, the audit log, a process).
 pub async fn poll_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -326,6 +325,7 @@ pub async fn poll_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut
     }
 }
 
+/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
 pub async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(limit, fut).await {
         Ok(v) => v,

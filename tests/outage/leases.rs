@@ -1,6 +1,7 @@
 //! Leases through an OpenBao outage: the Secret keeps its credentials, the status says Stale with
 //! the lease's expiry, and the same lease is renewed once OpenBao is back; a deletion during an
-//! outage gives up revoking after a few attempts instead of blocking.
+//! outage is not held and its lease is revoked when OpenBao is back; a lease OpenBao refuses to
+//! revoke is reported abandoned.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use serde_json::json;
 use vaultsync::api::{LeaseStatus, VaultSecret};
 
 use crate::OUTAGE;
-use crate::common::{TestNs, db, value, within_for};
+use crate::common::{TestNs, auth, db, poll_for, value, within_for};
 
 /// The lease of the (only, unnamed) source.
 fn lease(vs: &VaultSecret) -> LeaseStatus {
@@ -79,7 +80,7 @@ async fn a_lease_outlives_an_outage_shorter_than_its_ttl_and_is_renewed_after_it
 }
 
 #[tokio::test]
-async fn deletion_during_an_outage_gives_up_revoking_after_a_few_attempts_with_a_warning() {
+async fn a_deletion_during_an_outage_is_not_held_and_the_lease_is_revoked_when_openbao_is_back() {
     let _turn = OUTAGE.lock().await;
     let t = TestNs::new("lease-outage-delete").await;
     let bao = &t.op.bao;
@@ -95,23 +96,58 @@ async fn deletion_during_an_outage_gives_up_revoking_after_a_few_attempts_with_a
         .await
         .expect("delete VaultSecret");
     within_for(
-        Duration::from_secs(90),
+        Duration::from_secs(30),
         "the VaultSecret to be deleted despite the outage",
         await_condition(t.vaultsecrets(), "app", conditions::is_deleted(&uid)),
     )
     .await
     .expect("watch");
+    let deferred = t.event("LeasesRevocationDeferred").await;
+    assert_eq!(deferred.type_.as_deref(), Some("Warning"));
+    let note = deferred.message.unwrap_or_default();
+    assert!(note.contains("vaultsync-owed-revocations"), "{note}");
     t.op.env.start_openbao().expect("start OpenBao");
+
+    // Revoked with the operator's own token, which issued it (this VaultSecret had no spec.auth).
+    poll_for("the owed lease to be revoked", Duration::from_secs(90), async || {
+        (!db::lease_exists(bao, &first.id)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lease_vault_refuses_to_revoke_is_abandoned_with_a_log_line_a_metric_and_a_warning() {
+    let _turn = OUTAGE.lock().await;
+    let t = TestNs::new("lease-refused").await;
+    let bao = &t.op.bao;
+    auth::setup(t.op);
+    let path = db::role(bao, &t.ns, "5m", "10m");
+    // May issue and renew, not revoke.
+    let policy = format!(
+        "path \"{}/{path}\" {{ capabilities = [\"read\"] }}\n\
+         path \"sys/leases/renew\" {{ capabilities = [\"update\"] }}\n",
+        db::MOUNT
+    );
+    bao.run(&[
+        "write",
+        &format!("sys/policies/acl/{}", t.ns),
+        &format!("policy={policy}"),
+    ]);
+    auth::kubernetes_role(bao, &t.ns, &t.ns, "app", &t.ns, &[]);
+    t.create_service_account("app").await;
+    let spec = json!({
+        "auth": {"kubernetes": {"role": t.ns, "serviceAccountName": "app"}},
+        "sources": [{"dynamic": {"mount": db::MOUNT, "path": path}}],
+    });
+    t.create_vs("app", spec).await.expect("create VaultSecret");
+    let first = lease(&t.wait_ready("app", "True", "Synced").await);
+    t.delete_vs("app").await;
 
     let warning = t.event("LeasesNotRevoked").await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
-    assert!(
-        warning.message.as_deref().unwrap_or_default().contains(&first.id),
-        "{warning:?}"
-    );
+    let note = warning.message.unwrap_or_default();
+    assert!(note.contains(&first.id) && note.contains("permission denied"), "{note}");
     assert!(db::lease_exists(bao, &first.id), "the lease is left to expire");
-    // Also where a terminating namespace cannot take the Event: a log line naming the lease, and
-    // the metric.
     let logs = crate::common::captured_logs();
     assert!(
         logs.lines().any(|l| l.contains("abandoned") && l.contains(&first.id)),

@@ -8,6 +8,7 @@
 mod common;
 
 mod leases;
+mod owed;
 
 use serde_json::json;
 use tokio::sync::Mutex;

@@ -7,6 +7,7 @@
 //! point leaves every lease recorded, so none is lost unrevoked.
 
 mod kept;
+pub mod owed;
 mod plan;
 mod request;
 mod revoke;
@@ -21,6 +22,7 @@ use kube::api::Api;
 use serde_json::Value;
 use vaultrs::client::VaultClient;
 
+pub use owed::OwedRevocations;
 pub use plan::until;
 pub use revoke::{FINALIZER, due, finalize, revoke_due, set_finalizer};
 

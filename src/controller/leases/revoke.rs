@@ -15,6 +15,8 @@ use crate::events::EventType;
 use crate::reasons::event;
 use crate::vault;
 
+use super::owed::{self, Owed};
+
 /// Finalizer that holds a deleted VaultSecret until its leases are revoked.
 pub const FINALIZER: &str = "vaultsync.dev/revoke-leases";
 
@@ -87,7 +89,7 @@ pub async fn revoke_due(
     pending.len() != before
 }
 
-async fn revoke(client: &VaultClient, lease_id: &str, ctx: &Context) -> vault::Result<()> {
+pub(super) async fn revoke(client: &VaultClient, lease_id: &str, ctx: &Context) -> vault::Result<()> {
     let revoked = vault::observe(&ctx.metrics, "revoke", vault::lease::revoke(client, lease_id)).await;
     let result = if revoked.is_ok() { "success" } else { "failure" };
     ctx.metrics.lease_revocations.with_label_values(&[result]).inc();
@@ -105,74 +107,139 @@ pub fn due(status: &VaultSecretStatus) -> Option<Timestamp> {
     actions.chain(revocations).min()
 }
 
-/// Every lease `status` names that can be revoked (certificates cannot).
-fn all_leases(status: &VaultSecretStatus) -> Vec<String> {
+/// Every lease `status` names that can be revoked (certificates cannot), with the token that
+/// issued it and its expiry.
+fn all_leases(status: &VaultSecretStatus) -> Vec<(String, Option<String>, Timestamp)> {
     let current = status
         .sources
         .iter()
         .filter_map(|s| s.lease.as_ref())
-        .map(|l| l.id.clone());
-    let pending = status.pending_revocations.iter().map(|p| p.lease_id.clone());
-    current.chain(pending).filter(|id| !id.starts_with("serial:")).collect()
+        .map(|l| (l.id.clone(), l.token_ref.clone(), l.expiry.0));
+    let pending = status
+        .pending_revocations
+        .iter()
+        .map(|p| (p.lease_id.clone(), p.token_ref.clone(), p.expiry.0));
+    current
+        .chain(pending)
+        .filter(|(id, _, _)| !id.starts_with("serial:"))
+        .collect()
 }
 
-/// Revokes every lease of a deleted VaultSecret with `client`, then releases it. After
-/// [`DELETE_ATTEMPTS`] failed attempts (`attempt` counts from 1) it is released anyway with a
-/// Warning Event naming the leases left to expire.
+/// Revokes every lease of a deleted VaultSecret with `client`, then releases it. Leases Vault
+/// does not answer for (sealed, down, rate-limiting) become owed revocations, kept in the
+/// operator's namespace and retried until Vault answers ([`super::owed`]): the deletion does not
+/// wait for Vault. Leases that cannot be revoked at all are abandoned (logged, counted, and a
+/// Warning Event). Only when the owed revocations cannot be recorded is the deletion retried, and
+/// after [`DELETE_ATTEMPTS`] (`attempt` counts from 1) released anyway.
 pub async fn finalize(
     vs: &VaultSecret,
     ctx: &Context,
+    place: Result<(url::Url, Option<String>)>,
     client: std::result::Result<&VaultClient, &Error>,
     attempt: u32,
 ) -> Result<()> {
     let status = vs.status.clone().unwrap_or_default();
     let leases = all_leases(&status);
-    let failed = match client {
-        Ok(client) => {
-            let mut failed = Vec::new();
-            for lease in &leases {
-                if let Err(e) = revoke(client, lease, ctx).await {
-                    tracing::warn!(lease, error = %e, "could not revoke lease of deleted VaultSecret");
-                    failed.push(lease.clone());
+    let object = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
+    // Leases to retry later, and leases given up with the reason.
+    let mut later = Vec::new();
+    let mut denied: Vec<(String, Timestamp, String)> = Vec::new();
+    for (lease, token, expiry) in leases.iter().cloned() {
+        // Err((whether to try again later, why)).
+        let outcome = match client {
+            Ok(client) => revoke(client, &lease, ctx)
+                .await
+                .map_err(|e| (e.is_outage(), e.to_string())),
+            // Without the VaultSecret's identity (its ServiceAccount may be gone with its
+            // namespace) the lease is revoked later, with the token that issued it.
+            Err(e) => Err((true, e.to_string())),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err((true, why)) => later.push((lease, token, expiry, why)),
+            Err((false, why)) => denied.push((lease, expiry, why)),
+        }
+    }
+    if !later.is_empty() {
+        match &place {
+            Ok((address, namespace)) => {
+                let owed: Vec<Owed> = later
+                    .iter()
+                    .map(|(lease, token, expiry, _)| Owed {
+                        lease: lease.clone(),
+                        address: address.to_string(),
+                        namespace: namespace.clone(),
+                        token: token.clone().unwrap_or_default(),
+                        expiry: *expiry,
+                        object: object.clone(),
+                    })
+                    .collect();
+                if let Err(e) = ctx.owed.record(owed).await {
+                    if attempt < DELETE_ATTEMPTS {
+                        return Err(Error::LeasesNotRevoked(format!(
+                            "{} lease(s) could not be revoked, nor recorded for later: {} (attempt {attempt} of {DELETE_ATTEMPTS})",
+                            later.len(),
+                            crate::kube_error_message(&e)
+                        )));
+                    }
+                    denied.extend(
+                        later
+                            .drain(..)
+                            .map(|(l, _, x, why)| (l, x, format!("{why}; not recorded for later"))),
+                    );
                 }
             }
-            failed
+            Err(e) => denied.extend(later.drain(..).map(|(l, _, x, _)| (l, x, e.to_string()))),
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot reach Vault to revoke the leases of a deleted VaultSecret");
-            leases.clone()
-        }
-    };
-    if failed.is_empty() {
-        if !leases.is_empty() {
-            let note = format!("Revoked {} lease(s) on deletion", leases.len());
-            ctx.publish(vs, EventType::Normal, event::LEASES_REVOKED, note).await;
-        }
-    } else if attempt < DELETE_ATTEMPTS {
-        return Err(Error::LeasesNotRevoked(format!(
-            "{} lease(s) could not be revoked yet (attempt {attempt} of {DELETE_ATTEMPTS})",
-            failed.len()
-        )));
-    } else {
-        // The Event may not land (a terminating namespace refuses new ones): the log and the
-        // metric always do.
-        tracing::error!(
-            leases = failed.join(", "),
-            "abandoned {} lease(s) of deleted VaultSecret {}/{} after {attempt} attempts to revoke them; they stay valid until they expire",
-            failed.len(),
-            vs.namespace().unwrap_or_default(),
-            vs.name_any()
+    }
+    if !later.is_empty() {
+        let (why, ids): (Vec<_>, Vec<_>) = later.iter().map(|(l, _, _, why)| (why.clone(), l.clone())).unzip();
+        tracing::warn!(
+            leases = ids.join(", "),
+            "{} lease(s) of deleted VaultSecret {object} not revoked yet ({}); owed revocations are kept in Secret {}/{} and retried until Vault answers",
+            ids.len(),
+            why[0],
+            ctx.settings.namespace,
+            owed::SECRET_NAME
         );
         ctx.metrics
             .lease_revocations
-            .with_label_values(&["abandoned"])
-            .inc_by(u64::try_from(failed.len()).unwrap_or(u64::MAX));
+            .with_label_values(&["deferred"])
+            .inc_by(u64::try_from(ids.len()).unwrap_or(u64::MAX));
         let note = format!(
-            "Gave up revoking lease(s) {} after {attempt} attempts; they stay valid until they expire",
-            failed.join(", ")
+            "Vault did not answer; {} lease(s) will be revoked when it does (kept in Secret {}/{})",
+            ids.len(),
+            ctx.settings.namespace,
+            owed::SECRET_NAME
+        );
+        ctx.publish(vs, EventType::Warning, event::LEASES_REVOCATION_DEFERRED, note)
+            .await;
+    }
+    for (lease, expiry, why) in &denied {
+        let owed = Owed {
+            lease: lease.clone(),
+            address: String::new(),
+            namespace: None,
+            token: String::new(),
+            expiry: *expiry,
+            object: object.clone(),
+        };
+        owed::abandon(ctx, &owed, why);
+    }
+    if !denied.is_empty() {
+        let ids: Vec<&str> = denied.iter().map(|(l, _, _)| l.as_str()).collect();
+        let note = format!(
+            "Could not revoke lease(s) {} ({}); they stay valid until they expire",
+            ids.join(", "),
+            denied[0].2
         );
         ctx.publish(vs, EventType::Warning, event::LEASES_NOT_REVOKED, note)
             .await;
+    }
+    let revoked = leases.len() - later.len() - denied.len();
+    if revoked > 0 {
+        let note = format!("Revoked {revoked} lease(s) on deletion");
+        ctx.publish(vs, EventType::Normal, event::LEASES_REVOKED, note).await;
     }
     if vs.meta().deletion_timestamp.is_some() {
         set_finalizer(vs, ctx, false).await?;

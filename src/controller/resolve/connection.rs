@@ -5,17 +5,18 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use url::Url;
 
 use super::super::error::{Error, Result};
-use super::super::{Context, trust};
+use super::super::{Context, Settings, trust};
 use crate::api::VaultSecret;
 use crate::vault::{Connection, parse_address};
 
-/// Resolves `spec.vault` against the operator's defaults. The CA Secret is read from the
-/// VaultSecret's own namespace; nothing here can point at another namespace.
-pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
-    let spec = vs.spec.vault.clone().unwrap_or_default();
-    let address = match (&spec.address, &ctx.settings.vault_address) {
+/// Where `vs` talks to: its address (one the administrator allows) and Vault namespace. Reads
+/// nothing, so it is known even when the namespace's Secrets are gone.
+pub fn place(vs: &VaultSecret, settings: &Settings) -> Result<(Url, Option<String>)> {
+    let spec = vs.spec.vault.as_ref();
+    let address = match (spec.and_then(|v| v.address.as_ref()), &settings.vault_address) {
         (Some(address), _) => {
             parse_address(address).map_err(|e| Error::InvalidSpec(format!("spec.vault.address: {e}")))?
         }
@@ -27,8 +28,16 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
         }
     };
     // Before anything is read or sent: an address the administrator does not trust gets nothing.
-    trust::check_address(&address, &ctx.settings)?;
-    let ca_pem = match &spec.ca_secret_ref {
+    trust::check_address(&address, settings)?;
+    Ok((address, spec.and_then(|v| v.namespace.clone())))
+}
+
+/// Resolves `spec.vault` against the operator's defaults. The CA Secret is read from the
+/// VaultSecret's own namespace; nothing here can point at another namespace.
+pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
+    let (address, namespace) = place(vs, &ctx.settings)?;
+    let spec = vs.spec.vault.as_ref();
+    let ca_pem = match spec.and_then(|v| v.ca_secret_ref.as_ref()) {
         Some(r) => {
             trust::check_secret_ref(r, "spec.vault.caSecretRef")?;
             Some(read_ca(vs, ctx, &r.name, &r.key).await?)
@@ -37,7 +46,7 @@ pub async fn resolve(vs: &VaultSecret, ctx: &Context) -> Result<Connection> {
     };
     Ok(Connection {
         address,
-        namespace: spec.namespace,
+        namespace,
         ca_pem,
     })
 }

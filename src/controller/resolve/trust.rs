@@ -107,7 +107,11 @@ fn check_destination(vs: &VaultSecret, settings: &Settings) -> Result<()> {
             "the destination Secret {name} would be a leases Secret of the operator (names ending in {LEASES_SUFFIX}); set spec.destination.name"
         )));
     }
-    let own = [settings.hash_key_secret.as_str(), super::super::tokens::SECRET_NAME];
+    let own = [
+        settings.hash_key_secret.as_str(),
+        super::super::tokens::SECRET_NAME,
+        super::super::leases::owed::SECRET_NAME,
+    ];
     if vs.namespace().as_deref() == Some(settings.namespace.as_str()) && own.contains(&name.as_str()) {
         return Err(Refusal::Destination.because(format!(
             "the destination Secret {name} is one the operator keeps for itself in namespace {}",
@@ -370,8 +374,13 @@ mod tests {
             reason(check_spec(&to("a", "x.vaultsync-leases"), &s)),
             "DestinationNotAllowed"
         );
-        let own = to(&s.namespace, "vaultsync-lease-tokens");
-        assert_eq!(reason(check_spec(&own, &s)), "DestinationNotAllowed");
+        for own in ["vaultsync-lease-tokens", "vaultsync-owed-revocations"] {
+            assert_eq!(
+                reason(check_spec(&to(&s.namespace, own), &s)),
+                "DestinationNotAllowed",
+                "{own}"
+            );
+        }
         assert!(
             check_spec(&to("a", "vaultsync-lease-tokens"), &s).is_ok(),
             "only in the operator's namespace"

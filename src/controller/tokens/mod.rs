@@ -4,4 +4,4 @@
 pub mod release;
 mod store;
 
-pub use store::{SECRET_NAME, SecretTokenStore};
+pub use store::{SECRET_NAME, secret_token_store};

@@ -81,8 +81,10 @@ fn leases(vs: &VaultSecret) -> Vec<(String, jiff::Timestamp)> {
 
 /// Every token some VaultSecret still needs; `None` when that cannot be known (a superseded
 /// lease that does not name its token).
-fn referenced(store: &Store<VaultSecret>, orphans: &Orphans) -> Option<HashSet<String>> {
-    let mut tokens: HashSet<String> = orphans.live(jiff::Timestamp::now()).into_iter().collect();
+fn referenced(store: &Store<VaultSecret>, ctx: &Context) -> Option<HashSet<String>> {
+    let mut tokens: HashSet<String> = ctx.orphans.live(jiff::Timestamp::now()).into_iter().collect();
+    // An owed revocation needs the token that issued its lease.
+    tokens.extend(ctx.owed.tokens());
     for vs in store.state() {
         tokens.extend(leases(&vs).into_iter().map(|(token, _)| token));
     }
@@ -106,7 +108,7 @@ pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch
     let mut tick = tokio::time::interval(SWEEP);
     loop {
         tick.tick().await;
-        match referenced(&store, &ctx.orphans) {
+        match referenced(&store, &ctx) {
             Some(tokens) => {
                 let now = Instant::now();
                 let unclaimed = unclaimed_due.is_some_and(|due| now >= due);
@@ -127,7 +129,11 @@ pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch
 /// default address, the system roots elsewhere (a CA from a VaultSecret's Secret is not kept).
 /// `None` (the token is only forgotten) for an address the administrator does not allow: the
 /// kept value is no reason to contact any other server.
-fn connection(settings: &Settings, address: &str, namespace: Option<String>) -> Option<Connection> {
+pub(in crate::controller) fn connection(
+    settings: &Settings,
+    address: &str,
+    namespace: Option<String>,
+) -> Option<Connection> {
     let address = parse_address(address).ok()?;
     trust::check_address(&address, settings).ok()?;
     let default = settings

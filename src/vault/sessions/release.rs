@@ -102,6 +102,22 @@ impl Sessions {
         released
     }
 
+    /// The token whose [`token_ref`] is `reference`, if this operator still has it: the current
+    /// token of an identity in use, or one kept in the [`TokenStore`].
+    pub async fn token_for(&self, reference: &str) -> Option<String> {
+        let entries: Vec<_> = self.entries.lock().values().cloned().collect();
+        for entry in entries {
+            let state = entry.state.lock().await;
+            if let Some(session) = state.session.as_ref().filter(|s| s.token_ref == reference) {
+                return Some(session.client.settings.token.clone());
+            }
+        }
+        let kept = self.store.as_ref()?.entries().await;
+        kept.into_iter()
+            .map(|(_, value)| Kept::decode(&value).token)
+            .find(|token| token_ref(token) == reference)
+    }
+
     async fn revoke(&self, conn: &Connection, token: &str, reference: &str) -> Revoked {
         let Ok(client) = client::build(conn, token, self.timeout) else {
             return Revoked::Done;

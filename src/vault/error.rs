@@ -23,9 +23,10 @@ pub enum Error {
     /// Nothing exists at the path (404), or the KV version is deleted or destroyed.
     #[error("{what} not found in Vault")]
     NotFound { what: String },
-    /// Vault is rate-limiting this client (429).
+    /// Vault is rate-limiting this client: it answered 429, or (`sent: false`) the operator held
+    /// the request back because its turn at that server was too far away.
     #[error("Vault is rate-limiting requests ({operation})")]
-    RateLimited { operation: String },
+    RateLimited { operation: String, sent: bool },
     /// Vault rejected the request as malformed (4xx other than 403/404/429).
     #[error("Vault rejected {operation} with status {code}: {errors}")]
     Rejected {
@@ -72,9 +73,10 @@ impl Error {
                 ..
             } => "5xx",
             Error::Unavailable { .. } | Error::InvalidResponse { .. } | Error::Config(_) => "error",
+            Error::RateLimited { sent: true, .. } => "429",
+            Error::RateLimited { sent: false, .. } => "not_sent",
             Error::PermissionDenied { .. }
             | Error::NotFound { .. }
-            | Error::RateLimited { .. }
             | Error::Rejected { .. }
             | Error::LoginFailed { .. } => "4xx",
         }
@@ -137,7 +139,7 @@ impl Error {
                 errors: errors.join("; "),
             },
             404 => Error::NotFound { what: operation },
-            429 => Error::RateLimited { operation },
+            429 => Error::RateLimited { operation, sent: true },
             // Vault's answer to any request while sealed: 503 with this error (Vault and OpenBao).
             503 if errors.iter().any(|e| e == "Vault is sealed") => Error::Unavailable {
                 address: address.to_owned(),

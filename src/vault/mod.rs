@@ -10,6 +10,7 @@ mod error;
 mod identity;
 pub mod kv;
 pub mod lease;
+mod limit;
 mod login;
 pub mod pki;
 mod raw;

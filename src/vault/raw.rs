@@ -4,12 +4,14 @@
 
 use std::future::Future;
 
+use rustify::client::{Client as _, HTTP_SUCCESS_CODES};
 use rustify::endpoint::{Endpoint, MiddleWare};
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use serde_json::Value;
 use vaultrs::api::EndpointMiddleware;
 use vaultrs::client::{Client, VaultClient};
 
+use super::limit::{self, Limiter};
 use super::{Error, Result};
 
 /// The header naming the VaultSecret (`namespace/name`) a request is made for. Vault and OpenBao
@@ -100,11 +102,21 @@ impl Endpoint for Raw {
     }
 }
 
-/// Sends `request`; `operation` names it in errors.
+/// Sends `request` when the server's [`Limiter`] gives it a turn; `operation` names it in errors.
 pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec<u8>> {
     // A replica that no longer leads sends nothing (and is about to exit).
     crate::leader::fence::may_act().await;
     let address = client.settings.address.as_str().to_owned();
+    let limiter = Limiter::of(&address, client.settings.namespace.as_deref());
+    if !limiter.wait_turn().await {
+        return Err(Error::RateLimited {
+            operation: format!(
+                "{operation}; not sent: Vault at {address} is rate-limiting and the next turn is more than {}s away",
+                limit::MAX_WAIT.as_secs()
+            ),
+            sent: false,
+        });
+    }
     // Kubernetes names are valid header values; anything else is left out rather than refused.
     let object = ON_BEHALF_OF
         .try_with(|object| http::HeaderValue::from_str(object).ok())
@@ -114,13 +126,38 @@ pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result
         client: client.middle(),
         object,
     };
-    let result = request.with_middleware(&middleware).exec(client.http()).await;
-    match result {
-        Ok(response) => Ok(response.raw()),
-        Err(e) => Err(Error::from_client(
-            vaultrs::error::ClientError::RestClientError { source: e },
+    let endpoint = request.with_middleware(&middleware);
+    // Sent with rustify's `send`, not `exec`: `exec` drops the headers of a refused request, and
+    // a 429's `Retry-After` is one of them.
+    let sent = match endpoint.request(client.http().base()) {
+        Ok(req) => client.http().send(req).await,
+        Err(e) => Err(e),
+    };
+    let failed = |source| {
+        Error::from_client(
+            vaultrs::error::ClientError::RestClientError { source },
             &address,
             operation,
-        )),
+        )
+    };
+    let now = tokio::time::Instant::now();
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            limiter.answered(now, false, None);
+            return Err(failed(e));
+        }
+    };
+    let code = response.status().as_u16();
+    let retry_after = limit::retry_after(response.headers().get(http::header::RETRY_AFTER));
+    limiter.answered(now, code == 429, retry_after);
+    if HTTP_SUCCESS_CODES.contains(&code) {
+        Ok(response.into_body())
+    } else {
+        let content = String::from_utf8(response.into_body()).ok();
+        Err(failed(rustify::errors::ClientError::ServerResponseError {
+            code,
+            content,
+        }))
     }
 }

@@ -9,6 +9,7 @@ mod common;
 
 mod leases;
 mod owed;
+mod rate_limit;
 
 use serde_json::json;
 use tokio::sync::Mutex;

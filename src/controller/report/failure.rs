@@ -13,6 +13,7 @@ use super::super::{Context, leases, status};
 use crate::api::{VaultSecret, VaultSecretStatus};
 use crate::events::EventType;
 use crate::reasons::Retry;
+use crate::vault;
 
 /// Sets Ready=False with `err`'s reason on top of `recorded` (a status the failed sync already
 /// wrote) or the current status, and schedules the retry.
@@ -43,8 +44,11 @@ pub async fn report(
         ctx.publish(vs, EventType::Warning, err.reason(), message).await;
     }
     let wait = ctx.tracker.failed(key, Asked::of(vs), |failures| {
-        let delay = match err.retry() {
-            Retry::Slowly => ctx.settings.backoff.max,
+        let delay = match (err.retry(), &err) {
+            (Retry::Slowly, _) => ctx.settings.backoff.max,
+            // The server's limiter paces every request to it; this object's own backoff does not
+            // grow, so it is served as soon as the server allows again.
+            (_, Error::Vault(vault::Error::RateLimited { .. })) => ctx.settings.backoff.delay(1, &mut rand::rng()),
             _ => ctx.settings.backoff.delay(failures, &mut rand::rng()),
         };
         match &err {

@@ -13,6 +13,8 @@ pub mod handover;
 mod logs;
 mod operator;
 pub mod pods;
+pub mod proxy;
+pub mod replica;
 mod restart;
 pub mod tls;
 mod vault;

@@ -3,20 +3,18 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use xtask::Env;
 
-use crate::common::{kubectl, poll_for, value};
-use crate::{OPERATOR_NS, Replica, holder_of, prepare, start_replica_for};
+use crate::common::proxy::Proxy;
+use crate::common::replica::{Replica, prepare, start_replica_for};
+use crate::common::{OPERATOR_NS, kubectl, poll_for, value};
+use crate::holder_of;
 
 /// Sends `signal` (`STOP`, `CONT`) to `replica`.
 fn signal(replica: &Replica, signal: &str) {
@@ -153,58 +151,6 @@ async fn a_leader_frozen_past_its_lease_is_replaced_and_writes_nothing_when_it_t
     replicas.clear();
 }
 
-/// A loopback TCP proxy to `target` that can be made to hang: while hung it keeps every
-/// connection open and forwards nothing, as a partitioned or stalled API server would look.
-struct Proxy {
-    addr: SocketAddr,
-    hung: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let hung = Arc::new(AtomicBool::new(false));
-        let flag = hung.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(target).await else {
-                    continue;
-                };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(client_read, server_write, flag.clone()));
-                tokio::spawn(pump(server_read, client_write, flag.clone()));
-            }
-        });
-        Proxy { addr, hung }
-    }
-
-    fn hang(&self) {
-        self.hung.store(true, Ordering::SeqCst);
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    hung: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while hung.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_exits_at_its_renew_deadline() {
     const NS: &str = "ha-hang";
@@ -236,7 +182,7 @@ async fn a_leader_cut_off_from_the_api_server_exits_at_its_renew_deadline() {
 
     // The API server stops answering it: every Lease call times out, and at its renew deadline
     // (4 s of the 6 s lease) it exits, before replica-f may take the Lease.
-    proxy.hang();
+    proxy.hang(true);
     let hung = std::time::Instant::now();
     let exited = poll_for("the cut-off leader to exit", Duration::from_secs(20), async || {
         cut_off.child.try_wait().expect("wait").map(|status| status.code())

@@ -7,67 +7,25 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use xtask::Env;
 
-use crate::common::{kubectl, kubectl_apply, poll_for, value};
+use crate::common::replica::{Replica, prepare, start_replica_for};
+use crate::common::{OPERATOR_NS, poll_for, value};
 
 mod fenced;
 
-const OPERATOR_NS: &str = "vaultsync-system";
 const LEASE: &str = "vaultsync-leader";
-/// Short for the test; the default is 15 s.
-const LEASE_DURATION: &str = "6s";
 
-/// A replica process, killed when the test ends however it ends.
-struct Replica {
-    name: &'static str,
-    child: Child,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A replica that syncs namespace `watch` and elects its leader on Lease `lease`.
+/// A replica that syncs namespace `ha` and elects its leader on Lease [`LEASE`].
 fn start_replica(env: &Env, name: &'static str) -> Replica {
     start_replica_for(env, name, "ha", LEASE, &env.kubeconfig)
-}
-
-/// A replica that syncs namespace `watch`, elects its leader on Lease `lease` and reaches the API
-/// server as `kubeconfig` says.
-fn start_replica_for(env: &Env, name: &'static str, watch: &str, lease: &str, kubeconfig: &std::path::Path) -> Replica {
-    let log = std::fs::File::create(env.dir.join(format!("logs/{name}.log"))).expect("replica log");
-    let child = Command::new(env!("CARGO_BIN_EXE_vaultsync"))
-        .arg("run")
-        .env("KUBECONFIG", kubeconfig)
-        .env("VAULTSYNC_VAULT_ADDRESS", &env.vault_addr)
-        .env("VAULTSYNC_VAULT_TOKEN", &env.vault_token)
-        .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "*")
-        // The leased source below uses the operator's token too.
-        .env("VAULTSYNC_DEFAULT_IDENTITY_LEASES_NAMESPACES", "*")
-        .env("VAULTSYNC_METRICS_ADDRESS", "127.0.0.1:0")
-        .env("VAULTSYNC_LEADER_ELECTION_DURATION", LEASE_DURATION)
-        .env("VAULTSYNC_LEADER_ELECTION_LEASE", lease)
-        .env("VAULTSYNC_WATCH_NAMESPACES", watch)
-        .env("VAULTSYNC_RETRY_MAX", "4s")
-        .env("POD_NAME", name)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start a replica");
-    Replica { name, child }
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -76,48 +34,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 async fn holder_of(leases: &Api<Lease>, lease: &str) -> Option<String> {
     leases.get_opt(lease).await.ok().flatten()?.spec?.holder_identity
-}
-
-/// The CRD, the operator's namespace and namespace `ns`; a client for the test.
-async fn prepare(env: &Env, ns: &str) -> kube::Client {
-    // Once per binary: two tests applying the CRD at once race on its creation.
-    static CRD: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    CRD.get_or_init(async || install_crd(env)).await;
-    kubectl_apply(
-        env,
-        &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}"),
-        ns,
-    );
-    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-fn install_crd(env: &Env) {
-    kubectl(
-        env,
-        &[
-            "apply",
-            "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vaultsecret.yaml"),
-        ],
-    );
-    kubectl(
-        env,
-        &[
-            "wait",
-            "--for=condition=established",
-            "--timeout=60s",
-            "crd/vaultsecrets.vaultsync.dev",
-        ],
-    );
-    kubectl_apply(
-        env,
-        &format!("{{apiVersion: v1, kind: Namespace, metadata: {{name: {OPERATOR_NS}}}}}"),
-        OPERATOR_NS,
-    );
 }
 
 #[tokio::test]

@@ -61,6 +61,24 @@ pub struct Env {
     procs: Mutex<HashMap<&'static str, Proc>>,
 }
 
+/// A process of the environment that [`Env::freeze`] can freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    OpenBao,
+    Postgres,
+}
+
+impl Component {
+    fn process(self) -> &'static str {
+        match self {
+            Component::Etcd => kube::ETCD,
+            Component::OpenBao => OPENBAO,
+            Component::Postgres => postgres::POSTGRES,
+        }
+    }
+}
+
 impl Env {
     /// Builds or installs the binaries into the cache (once; later calls return at once).
     pub fn ensure_binaries() -> Result<Binaries> {
@@ -247,6 +265,63 @@ impl Env {
     pub fn unseal_openbao(&self) -> Result<()> {
         let keys = Keys::load(&self.dir)?;
         openbao::unseal_running(self.state.openbao_port, &keys)
+    }
+
+    /// Restarts kube-apiserver (same flags, same etcd, same port) and waits until it is ready.
+    pub fn restart_apiserver(&self) -> Result<()> {
+        if self.state.etcd_port == 0 {
+            bail!("this environment predates restarts of kube-apiserver; start a new one");
+        }
+        let apiserver = self
+            .state
+            .api_server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("the API server's port")?;
+        let ports = kube::KubePorts {
+            etcd_client: self.state.etcd_port,
+            etcd_peer: 0,
+            apiserver,
+            controller_manager: 0,
+        };
+        self.stop(APISERVER)?;
+        let proc = kube::start_apiserver(
+            &self.dir,
+            &self.state.binaries,
+            ports,
+            &self.kubeconfig,
+            self.state.detached,
+        )?;
+        self.procs()?.insert(APISERVER, proc);
+        Ok(())
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) one of the environment's processes, as a stalled
+    /// machine would: it keeps its connections and answers nothing.
+    pub fn freeze(&self, component: Component, frozen: bool) -> Result<()> {
+        let name = component.process();
+        let proc = Proc::from_pid_file(&self.dir, name)?.with_context(|| format!("{name} is not running"))?;
+        proc.signal(if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+        Ok(())
+    }
+
+    /// Stops PostgreSQL and waits for it to exit. Its data stays on disk.
+    pub fn stop_postgres(&self) -> Result<()> {
+        self.stop(postgres::POSTGRES)
+    }
+
+    /// Starts PostgreSQL again on the same port with the same data and waits until it is ready.
+    pub fn start_postgres(&self) -> Result<()> {
+        let proc = postgres::start(
+            &self.dir,
+            &self.state.postgres_dir,
+            &self.state.binaries,
+            self.state.postgres_port,
+            self.state.detached,
+        )?;
+        self.procs()?.insert(postgres::POSTGRES, proc);
+        Ok(())
     }
 
     /// Starts Prometheus (Debian's) scraping `/metrics` of `targets` (`HOST:PORT`) as job `job`

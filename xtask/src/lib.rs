@@ -33,5 +33,5 @@ pub use binaries::{
     Binaries, ETCD_VERSION, K8S_VERSION, OPENBAO_VERSION, POSTGRES_VERSION, cache_dir, ensure_debian_packages,
     ensure_helm, workspace_root,
 };
-pub use env::{Env, EnvOptions, down_dir};
+pub use env::{Component, Env, EnvOptions, down_dir};
 pub use openbao::{PKI_MOUNT, PKI_ROLE};

@@ -162,7 +162,7 @@ impl Proc {
         remove_if_exists(&pid_path(dir, &self.name))
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         // SAFETY: plain syscall; a stale pid only yields ESRCH.
         unsafe {
             libc::kill(self.pid as libc::pid_t, signal);

@@ -167,6 +167,7 @@ pub(crate) fn start_all(
         api_server_url,
         openbao_port,
         postgres_port,
+        etcd_port: ports.etcd_client,
         postgres_dir,
         detached,
         node: with_node,

@@ -16,6 +16,9 @@ pub(crate) struct State {
     pub api_server_url: String,
     pub openbao_port: u16,
     pub postgres_port: u16,
+    /// etcd's client port (to restart kube-apiserver against it); 0 in older state files.
+    #[serde(default)]
+    pub etcd_port: u16,
     /// The PostgreSQL server's directory (data and superuser password).
     pub postgres_dir: PathBuf,
     pub detached: bool,

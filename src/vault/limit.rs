@@ -53,6 +53,8 @@ struct State {
     sent: VecDeque<Instant>,
     /// No request before this (`Retry-After`).
     held_until: Option<Instant>,
+    /// A request got no answer in time: the server may have taken it in and be stuck.
+    suspect: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +98,7 @@ impl Limiter {
                 limit: None,
                 sent: VecDeque::new(),
                 held_until: None,
+                suspect: false,
             }),
         }
     }
@@ -149,9 +152,30 @@ impl Limiter {
         }
     }
 
+    /// Whether a request to this server got no answer in time and none has been answered since.
+    /// A server that took a request in and hangs may still carry it out when it recovers (an
+    /// issue the operator gave up on, issued anyway): while suspect, each request is preceded by
+    /// a harmless probe ([`super::raw::send`]), so a hung server piles up no further issues.
+    pub fn is_suspect(&self) -> bool {
+        self.state.lock().suspect
+    }
+
+    /// Learns that a request got no answer within the timeout (`timed_out`) or none at all.
+    pub fn unanswered(&self, timed_out: bool) {
+        if timed_out {
+            self.state.lock().suspect = true;
+        }
+    }
+
+    /// Learns that the server answered (anything, even an error), so it is not stuck.
+    pub fn responsive(&self) {
+        self.state.lock().suspect = false;
+    }
+
     /// Learns from an answer at `now`: `limited` for a 429, with its `Retry-After`.
     pub fn answered(&self, now: Instant, limited: bool, retry_after: Option<Duration>) {
         let mut state = self.state.lock();
+        state.suspect = false;
         while state
             .sent
             .front()
@@ -306,6 +330,20 @@ mod tests {
         let quiet = t + CALM * 10;
         limiter.answered(quiet, false, None);
         assert_eq!(limiter.rate(quiet), None);
+    }
+
+    #[test]
+    fn a_timeout_makes_the_server_suspect_until_anything_answers() {
+        let limiter = Limiter::new("http://bao");
+        limiter.unanswered(false);
+        assert!(!limiter.is_suspect(), "a refused connection took nothing in");
+        limiter.unanswered(true);
+        assert!(limiter.is_suspect());
+        limiter.answered(Instant::now(), false, None);
+        assert!(!limiter.is_suspect());
+        limiter.unanswered(true);
+        limiter.responsive();
+        assert!(!limiter.is_suspect());
     }
 
     #[test]

@@ -102,6 +102,21 @@ impl Endpoint for Raw {
     }
 }
 
+/// Whether the server answers at all: `GET sys/health` (unauthenticated, read-only), whatever
+/// its status. Sent instead of a request that could change something while the server is
+/// [suspect](Limiter::is_suspect).
+async fn answers(client: &VaultClient) -> bool {
+    let url = format!("{}/v1/sys/health", client.http().base().trim_end_matches('/'));
+    let Ok(request) = http::Request::get(url).body(Vec::new()) else {
+        return false;
+    };
+    let answered = client.http().send(request).await.is_ok();
+    if answered {
+        Limiter::of(client.settings.address.as_str(), client.settings.namespace.as_deref()).responsive();
+    }
+    answered
+}
+
 /// Sends `request` when the server's [`Limiter`] gives it a turn; `operation` names it in errors.
 pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result<Vec<u8>> {
     // A replica that no longer leads sends nothing (and is about to exit).
@@ -115,6 +130,12 @@ pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result
                 limit::MAX_WAIT.as_secs()
             ),
             sent: false,
+        });
+    }
+    if limiter.is_suspect() && !answers(client).await {
+        return Err(Error::Unavailable {
+            address,
+            cause: super::error::Unavailable::Timeout,
         });
     }
     // Kubernetes names are valid header values; anything else is left out rather than refused.
@@ -144,8 +165,16 @@ pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result
     let response = match sent {
         Ok(response) => response,
         Err(e) => {
-            limiter.answered(now, false, None);
-            return Err(failed(e));
+            let error = failed(e);
+            let timed_out = matches!(
+                error,
+                Error::Unavailable {
+                    cause: super::error::Unavailable::Timeout,
+                    ..
+                }
+            );
+            limiter.unanswered(timed_out);
+            return Err(error);
         }
     };
     let code = response.status().as_u16();

@@ -306,6 +306,14 @@ impl TestNs {
     }
 }
 
+/// Whether `vs` reports Ready=True.
+pub fn is_ready(vs: &VaultSecret) -> bool {
+    vs.status
+        .as_ref()
+        .and_then(|s| s.ready())
+        .is_some_and(|c| c.status == "True")
+}
+
 /// Awaits `fut` for at most [`EVENTUALLY`], panicking with `what` on timeout.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     within_for(EVENTUALLY, what, fut).await

@@ -11,7 +11,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 use crate::OUTAGE;
-use crate::common::{OPERATOR_NS, TestNs, auth, db, poll_for, restart_operator, value, within_for};
+use crate::common::{OPERATOR_NS, TestNs, auth, db, is_ready, poll_for, restart_operator, value, within_for};
 
 const COUNT: usize = 50;
 const OWED: &str = "vaultsync-owed-revocations";
@@ -40,12 +40,7 @@ async fn fifty_leases_of_a_namespace_deleted_while_sealed_are_revoked_after_unse
         let leases: Vec<String> = all
             .items
             .iter()
-            .filter(|vs| {
-                vs.status
-                    .as_ref()
-                    .and_then(|s| s.ready())
-                    .is_some_and(|c| c.status == "True")
-            })
+            .filter(|vs| is_ready(vs))
             .map(|vs| db::lease(vs, "0").id)
             .collect();
         (leases.len() == COUNT).then_some(leases)

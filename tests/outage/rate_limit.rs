@@ -10,7 +10,7 @@ use kube::api::ListParams;
 use serde_json::json;
 
 use crate::OUTAGE;
-use crate::common::{TestNs, captured_logs, poll_for};
+use crate::common::{TestNs, captured_logs, is_ready, poll_for};
 
 const COUNT: usize = 50;
 
@@ -35,15 +35,7 @@ async fn reads(t: &TestNs) -> (f64, f64) {
 
 async fn ready_count(t: &TestNs) -> usize {
     let all = t.vaultsecrets().list(&ListParams::default()).await.expect("list");
-    all.items
-        .iter()
-        .filter(|vs| {
-            vs.status
-                .as_ref()
-                .and_then(|s| s.ready())
-                .is_some_and(|c| c.status == "True")
-        })
-        .count()
+    all.items.iter().filter(|vs| is_ready(vs)).count()
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ pub struct Verdict {
     pub never_emptied_or_reverted: Result<(), String>,
     pub leases_recorded_and_revoked: Result<(), String>,
     pub one_issue_per_rotation: Result<(), String>,
+    /// No restart beyond the Secret's changes, none missing for its last content.
     pub no_extra_restart: Result<(), String>,
     pub recovery: Result<Duration, String>,
     /// What happened during the row: Secret versions, issues, restarts.
@@ -387,6 +388,37 @@ impl Row {
         });
     }
 
+    /// The Deployments not restarted for their Secret's last content half a minute after
+    /// recovery (the restart annotation is the VaultSecret's `secretHash`).
+    async fn unrestarted(&self) -> Vec<String> {
+        let vaultsecrets: Api<VaultSecret> = Api::namespaced(self.client.clone(), &self.ns);
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut missed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            missed.clear();
+            for (kind, _) in KINDS {
+                let hash = vaultsecrets
+                    .get(kind)
+                    .await
+                    .ok()
+                    .and_then(|vs| vs.status)
+                    .and_then(|s| s.secret_hash);
+                let mark = deployments.get(&format!("app-{kind}")).await.ok().and_then(|d| {
+                    let annotations = d.spec?.template.metadata?.annotations?;
+                    annotations.get(&format!("vaultsync.dev/secret.{kind}")).cloned()
+                });
+                if hash.is_none() || hash != mark {
+                    missed.push(format!("app-{kind} not restarted for the last content"));
+                }
+            }
+            if missed.is_empty() || Instant::now() > deadline {
+                return missed;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Ends the row once recovered: waits until OpenBao holds no lease but the current ones, stops
     /// recording and judges every invariant.
     pub async fn verdict(&mut self, recovery: Result<Duration, String>) -> Verdict {
@@ -415,12 +447,17 @@ impl Row {
         })
         .await;
         let live_at_end = Row::live_leases(self.env, &self.ns).unwrap_or_default();
+        let missed = self.unrestarted().await;
         // Deleted, the VaultSecrets issue nothing more: the audit log and the statuses can be
         // compared without a rotation racing the count.
         let api: Api<VaultSecret> = Api::namespaced(self.client.clone(), &self.ns);
         let _ = api.delete_collection(&Default::default(), &ListParams::default()).await;
         let gone = tokio::time::timeout(Duration::from_secs(60), async {
-            while api.list(&ListParams::default()).await.map_or(true, |l| !l.items.is_empty()) {
+            while api
+                .list(&ListParams::default())
+                .await
+                .map_or(true, |l| !l.items.is_empty())
+            {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -475,7 +512,7 @@ impl Row {
             ))
         };
 
-        let mut extra = Vec::new();
+        let mut extra = missed;
         for (kind, _) in KINDS {
             let restarts = seen
                 .restarts

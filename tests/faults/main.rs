@@ -5,7 +5,8 @@
 //! - no lease is left unrecorded (OpenBao holds a lease no status ever named) or unrevoked (a minute
 //!   after recovery OpenBao holds more than the current lease);
 //! - one issue per rotation (OpenBao's audit log counts as many issues as leases were recorded);
-//! - no extra workload restart (no more restarts of a Deployment than changes of its Secret);
+//! - no extra workload restart (no more restarts of a Deployment than changes of its Secret),
+//!   and none missing (its restart annotation is the last content's `secretHash`);
 //! - recovery without restarting the operator (all Ready with the last KV value, timed).
 //!
 //! Each row prints its line of the table in `docs/operations.md`. Rows take turns: each fault

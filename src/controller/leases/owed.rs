@@ -184,7 +184,7 @@ impl OwedRevocations {
                     );
                     ctx.metrics.lease_revocations.with_label_values(&["expired"]).inc();
                 }
-                Some(Outcome::Abandoned(why)) => abandon(ctx, &owed, &why),
+                Some(Outcome::Abandoned(why)) => abandon(ctx, &owed.lease, &owed.object, owed.expiry, &why),
                 Some(Outcome::Later(e)) => {
                     tracing::warn!(lease = owed.lease, error = %e, "owed revocation not possible yet; will retry");
                     silent.insert(place);
@@ -257,14 +257,13 @@ async fn attempt(ctx: &Context, owed: &Owed) -> Outcome {
     }
 }
 
-/// A lease given up: an error log line naming it, and the metric.
-pub fn abandon(ctx: &Context, owed: &Owed, why: &str) {
+/// Lease `lease` of deleted VaultSecret `object` given up: an error log line naming it, and the
+/// metric.
+pub fn abandon(ctx: &Context, lease: &str, object: &str, expiry: Timestamp, why: &str) {
     tracing::error!(
-        lease = owed.lease,
-        object = owed.object,
-        "abandoned a lease of deleted VaultSecret {}: {why}; it stays valid until it expires at {}",
-        owed.object,
-        owed.expiry
+        lease,
+        object,
+        "abandoned a lease of deleted VaultSecret {object}: {why}; it stays valid until it expires at {expiry}"
     );
     ctx.metrics.lease_revocations.with_label_values(&["abandoned"]).inc();
 }

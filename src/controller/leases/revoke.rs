@@ -216,15 +216,7 @@ pub async fn finalize(
             .await;
     }
     for (lease, expiry, why) in &denied {
-        let owed = Owed {
-            lease: lease.clone(),
-            address: String::new(),
-            namespace: None,
-            token: String::new(),
-            expiry: *expiry,
-            object: object.clone(),
-        };
-        owed::abandon(ctx, &owed, why);
+        owed::abandon(ctx, lease, &object, *expiry, why);
     }
     if !denied.is_empty() {
         let ids: Vec<&str> = denied.iter().map(|(l, _, _)| l.as_str()).collect();

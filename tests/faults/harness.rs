@@ -140,6 +140,31 @@ impl Row {
         self.operator = start_operator(self.env, self.name, &self.ns, &self.proxy);
     }
 
+    /// SIGKILLs every `vaultsync render-templates` child of the operator for `length`, looking
+    /// every millisecond; returns how many it killed.
+    pub async fn kill_renderers(&mut self, length: Duration) -> usize {
+        let pid = self.operator.child.id();
+        let end = Instant::now() + length;
+        let mut killed = std::collections::HashSet::new();
+        let mut last_bump = Instant::now();
+        while Instant::now() < end {
+            for child in children(pid) {
+                let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                if cmdline.split(|b| *b == 0).any(|arg| arg == b"render-templates") {
+                    // SAFETY: a plain syscall on a pid read from /proc just now.
+                    unsafe { libc::kill(child as libc::pid_t, libc::SIGKILL) };
+                    killed.insert(child);
+                }
+            }
+            if last_bump.elapsed() > Duration::from_secs(3) {
+                last_bump = Instant::now();
+                self.bump_kv();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        killed.len()
+    }
+
     /// Starts the operator again if it exited, as its Deployment would.
     fn revive(&mut self) {
         if matches!(self.operator.child.try_wait(), Ok(Some(_))) {
@@ -180,6 +205,10 @@ impl Row {
                 "refresh": {"interval": "10s", "revokeGracePeriod": "4s"},
                 "rollout": {"targets": [{"kind": "Deployment", "name": format!("app-{kind}")}], "debounce": "1s"},
             });
+            if *kind == "kv" {
+                // Rendered in a child process on every sync: what the renderer row kills.
+                spec["destination"] = json!({"templates": {"url": "kv://{{ password }}"}});
+            }
             if *kind == "cert" {
                 spec["destination"] = json!({"type": "kubernetes.io/tls"});
             }
@@ -547,6 +576,22 @@ impl Row {
             recovery,
         }
     }
+}
+
+/// The children of process `pid` (of all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// An operator process for row `name`, reaching OpenBao through `proxy`.

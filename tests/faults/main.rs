@@ -177,3 +177,21 @@ async fn operator_killed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn renderer_killed() {
+    let _turn = TURN.lock().await;
+    let env = Env::shared();
+    let mut row = Row::start(env, "renderer-killed").await;
+    row.record().await;
+    row.churn(Duration::from_secs(6)).await;
+    // The fault is the churn itself: every renderer the KV VaultSecret starts dies at once.
+    let killed = row.kill_renderers(FAULT).await;
+    row.bump_kv();
+    let recovery = row.wait_ready(Duration::from_secs(150)).await;
+    let verdict = row.verdict(recovery).await;
+    let (line, ok) = verdict.line(&format!("template renderer SIGKILLed ({killed} times)"));
+    eprintln!("{line}");
+    assert!(killed > 0, "no renderer was caught: the row shows nothing");
+    assert!(ok, "{line}");
+}

@@ -105,14 +105,14 @@ impl Endpoint for Raw {
 /// Whether the server answers at all: `GET sys/health` (unauthenticated, read-only), whatever
 /// its status. Sent instead of a request that could change something while the server is
 /// [suspect](Limiter::is_suspect).
-async fn answers(client: &VaultClient) -> bool {
+async fn answers(client: &VaultClient, limiter: &Limiter) -> bool {
     let url = format!("{}/v1/sys/health", client.http().base().trim_end_matches('/'));
     let Ok(request) = http::Request::get(url).body(Vec::new()) else {
         return false;
     };
     let answered = client.http().send(request).await.is_ok();
     if answered {
-        Limiter::of(client.settings.address.as_str(), client.settings.namespace.as_deref()).responsive();
+        limiter.responsive();
     }
     answered
 }
@@ -132,7 +132,7 @@ pub async fn send(client: &VaultClient, operation: &str, request: Raw) -> Result
             sent: false,
         });
     }
-    if limiter.is_suspect() && !answers(client).await {
+    if limiter.is_suspect() && !answers(client, &limiter).await {
         return Err(Error::Unavailable {
             address,
             cause: super::error::Unavailable::Timeout,

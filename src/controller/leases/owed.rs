@@ -6,7 +6,7 @@
 //! token Secret, or the operator's own), so neither the VaultSecret's namespace nor its
 //! ServiceAccount is needed any more.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,12 +161,18 @@ impl OwedRevocations {
         let now = Instant::now();
         let mut silent: HashSet<(String, Option<String>)> = HashSet::new();
         let mut done = BTreeMap::new();
+        // The token of each reference, looked up once per round (a lookup may read a Secret).
+        let mut tokens: HashMap<String, Option<String>> = HashMap::new();
         for (key, owed) in self.due(now) {
             let place = (owed.address.clone(), owed.namespace.clone());
             let outcome = if silent.contains(&place) {
                 None
             } else {
-                Some(attempt(ctx, &owed).await)
+                if !tokens.contains_key(&owed.token) {
+                    tokens.insert(owed.token.clone(), token(ctx, &owed.token).await);
+                }
+                let token = tokens.get(&owed.token).cloned().flatten();
+                Some(attempt(ctx, &owed, token).await)
             };
             match outcome {
                 Some(Outcome::Revoked) => {
@@ -220,18 +226,21 @@ impl OwedRevocations {
     }
 }
 
-/// One attempt at revoking `owed`.
-async fn attempt(ctx: &Context, owed: &Owed) -> Outcome {
+/// The token whose [`token_ref`] is `reference`: the operator's own, or one this operator keeps.
+async fn token(ctx: &Context, reference: &str) -> Option<String> {
+    match ctx.settings.vault_token.clone().filter(|t| token_ref(t) == reference) {
+        Some(own) => Some(own),
+        None => ctx.vault.token_for(reference).await,
+    }
+}
+
+/// One attempt at revoking `owed` with `token`, the one that issued it if still known.
+async fn attempt(ctx: &Context, owed: &Owed, token: Option<String>) -> Outcome {
     if owed.expiry <= Timestamp::now() {
         return Outcome::Moot("the lease expired");
     }
     let Some(conn) = release::connection(&ctx.settings, &owed.address, owed.namespace.clone()) else {
         return Outcome::Abandoned(format!("its address {} is no longer allowed", owed.address));
-    };
-    let own = ctx.settings.vault_token.clone().filter(|t| token_ref(t) == owed.token);
-    let token = match own {
-        Some(token) => Some(token),
-        None => ctx.vault.token_for(&owed.token).await,
     };
     let Some(token) = token else {
         return Outcome::Abandoned("the token that issued it is no longer kept".into());

@@ -103,8 +103,8 @@ pub struct RunArgs {
     /// Refresh interval of VaultSecrets that set no `spec.refresh.interval`.
     #[arg(long, env = "VAULTSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = duration)]
     pub default_refresh_interval: Duration,
-    /// Reconcile only VaultSecrets in this namespace; all namespaces when empty. (One namespace
-    /// for now: run one operator per namespace to cover several.)
+    /// Reconcile only VaultSecrets in these namespaces (comma-separated), with one watch per
+    /// namespace; all namespaces (one cluster-wide watch) when empty.
     #[arg(long, env = "VAULTSYNC_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
     /// Instance name reported on Events.
@@ -141,6 +141,17 @@ pub enum LogFormat {
     Plain,
     /// One JSON object per line.
     Json,
+}
+
+/// A namespace name (RFC 1123 label); empty entries of the list are ignored.
+fn is_dns_label(name: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    bytes.is_empty()
+        || (bytes.len() <= 63
+            && bytes.iter().all(|b| alnum(b) || *b == b'-')
+            && bytes.first().is_some_and(alnum)
+            && bytes.last().is_some_and(alnum))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -216,10 +227,9 @@ impl RunArgs {
         };
         anyhow::ensure!(retry_base <= retry_max, "--retry-base must not exceed --retry-max");
         anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
-        anyhow::ensure!(
-            watch_namespaces.iter().filter(|n| !n.is_empty()).count() <= 1,
-            "--watch-namespaces takes one namespace for now (or none for all)"
-        );
+        if let Some(bad) = watch_namespaces.iter().find(|n| !is_dns_label(n)) {
+            anyhow::bail!("--watch-namespaces: {bad:?} is not a namespace name");
+        }
         anyhow::ensure!(
             default_refresh_interval >= Duration::from_secs(10),
             "--default-refresh-interval must be at least 10s"
@@ -252,7 +262,12 @@ impl RunArgs {
             rollout_debounce,
             default_refresh: default_refresh_interval,
             allow_templates,
-            watch_namespaces: watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+            watch_namespaces: {
+                let mut namespaces: Vec<String> = watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect();
+                namespaces.sort();
+                namespaces.dedup();
+                namespaces
+            },
         };
         Ok((settings, serve))
     }
@@ -287,18 +302,25 @@ mod tests {
         assert!(serve.leader_election);
         let (settings, serve) = parse(&[
             "--watch-namespaces",
-            "team-a",
+            "team-b,team-a,,team-b",
             "--default-refresh-interval",
             "15m",
             "--leader-election=false",
             "--allow-templates=false",
         ])
         .unwrap();
-        assert_eq!(settings.watch_namespaces, ["team-a"]);
+        assert_eq!(
+            settings.watch_namespaces,
+            ["team-a", "team-b"],
+            "sorted, without repeats"
+        );
         assert_eq!(settings.default_refresh, Duration::from_secs(900));
         assert!(!serve.leader_election);
         assert!(!settings.allow_templates, "an administrator can still forbid templates");
-        assert!(parse(&["--watch-namespaces", "a,b"]).is_err(), "one namespace for now");
+        assert!(
+            parse(&["--watch-namespaces", "a,Team_B"]).is_err(),
+            "not a namespace name"
+        );
         assert!(parse(&["--default-refresh-interval", "1s"]).is_err());
         assert!(parse(&["--vault-address", "vault:8200"]).is_err());
         assert!(parse(&["--retry-base", "10m", "--retry-max", "1m"]).is_err());

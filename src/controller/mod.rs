@@ -10,6 +10,7 @@ mod report;
 mod resolve;
 mod restarts;
 mod schedule;
+mod scopes;
 mod secret_map;
 mod siblings;
 mod slim;
@@ -28,11 +29,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 use url::Url;
 
 pub use crate::backoff::Backoff;
@@ -170,9 +171,55 @@ where
     }
 }
 
-/// Waits until VaultSecrets can be listed: an operator started before its CRD (or its RBAC)
-/// waits for it, not ready and saying why, rather than exiting into a crash loop.
-async fn wait_until_listable(api: &Api<VaultSecret>) {
+/// The events of one VaultSecret watch per scope, as one cache's ([`scopes::Merge`]).
+fn vaultsecret_events(
+    client: &Client,
+    scopes: &[scopes::Scope],
+    store: reflector::Store<VaultSecret>,
+) -> impl futures::Stream<Item = watcher::Result<watcher::Event<VaultSecret>>> + Send + use<> {
+    let watches = scopes.iter().map(|scope| {
+        let scope = scope.clone();
+        watcher(
+            scoped::<VaultSecret>(client.clone(), scope.as_deref()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .map(move |event| (scope.clone(), event))
+        .boxed()
+    });
+    let mut merge = scopes::Merge::new(scopes);
+    futures::stream::select_all(watches).flat_map(move |(scope, event)| {
+        let events = match event {
+            Ok(event) => merge
+                .event(&scope, event, |scope, seen| {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|vs| {
+                            let key = (vs.namespace().unwrap_or_default(), vs.name_any());
+                            scopes::contains(scope, &key.0) && !seen.contains(&key)
+                        })
+                        .map(|vs| (**vs).clone())
+                        .collect()
+                })
+                .into_iter()
+                .map(Ok)
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(events)
+    })
+}
+
+/// Waits until VaultSecrets can be listed in every scope: an operator started before its CRD (or
+/// its RBAC) waits for it, not ready and saying why, rather than exiting into a crash loop.
+async fn wait_until_listable(client: Client, scopes: &[scopes::Scope]) {
+    for scope in scopes {
+        wait_until_listable_in(&scoped::<VaultSecret>(client.clone(), scope.as_deref())).await;
+    }
+}
+
+async fn wait_until_listable_in(api: &Api<VaultSecret>) {
     let mut delay = Duration::from_secs(1);
     loop {
         match api.list(&ListParams::default().limit(1)).await {
@@ -201,12 +248,11 @@ pub async fn run(
     let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
         .with_layer(&crate::leader::fence::Layer)
         .build();
-    // One namespace, or all of them.
-    let scope = settings.watch_namespaces.first().cloned();
-    let vs_api: Api<VaultSecret> = scoped(client.clone(), scope.as_deref());
+    // One watch of all namespaces, or one per watched namespace.
+    let scopes = scopes::of(&settings.watch_namespaces);
     let mut shutdown = Box::pin(shutdown);
     tokio::select! {
-        () = wait_until_listable(&vs_api) => {}
+        () = wait_until_listable(client.clone(), &scopes) => {}
         () = &mut shutdown => return Ok(()),
     }
     let hash_key = HashKey::load_or_create(client.clone(), &settings.namespace, &settings.hash_key_secret)
@@ -221,16 +267,21 @@ pub async fn run(
 
     let secrets = owned::OwnedSecrets::default();
     let cache = secrets.clone();
-    let owned = watcher(
-        scoped::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
-    )
-    .default_backoff()
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            cache.apply(event);
-        }
-    })
+    let owned = futures::stream::select_all(scopes.iter().map(|scope| {
+        let cache = cache.clone();
+        let scope = scope.clone();
+        watcher(
+            scoped::<PartialObjectMeta<Secret>>(client.clone(), scope.as_deref()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
+        )
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                cache.apply(&scope, event);
+            }
+        })
+        .boxed()
+    }))
     .touched_objects();
 
     let recorder = events::Publisher::new(client.clone(), MANAGER, settings.instance.as_deref());
@@ -270,8 +321,7 @@ pub async fn run(
     // The VaultSecret watch also tells when one is deleted: its state and metric series go.
     let deleted_ctx = ctx.clone();
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
-    let vaultsecrets = watcher(vs_api, watcher::Config::default().any_semantic())
-        .default_backoff()
+    let vaultsecrets = vaultsecret_events(&ctx.client, &scopes, store.clone())
         .modify(slim::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {

@@ -16,6 +16,7 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
+use super::scopes::{self, Scope};
 use crate::MANAGED_BY_LABEL;
 
 /// One managed Secret's metadata.
@@ -92,8 +93,8 @@ type Entries = HashMap<String, HashMap<String, SecretMeta>>;
 #[derive(Default)]
 struct State {
     live: Entries,
-    /// Filled during a relist, swapped in when it completes.
-    relist: Entries,
+    /// Filled during a watch's relist, swapped in for its scope when it completes.
+    relists: HashMap<Scope, Entries>,
 }
 
 /// The managed Secrets' metadata, fed by the metadata watch ([`OwnedSecrets::apply`]).
@@ -112,8 +113,9 @@ impl OwnedSecrets {
         self.read().live.values().map(HashMap::len).sum()
     }
 
-    /// Applies one event of the metadata watch, as a reflector store would.
-    pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+    /// Applies one event of the metadata watch of `scope`, as a reflector store would for that
+    /// scope alone (a relist of one namespace replaces that namespace's entries only).
+    pub fn apply(&self, scope: &Scope, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let mut state = self.write();
         match event {
             watcher::Event::Apply(meta) => insert(&mut state.live, meta),
@@ -126,9 +128,15 @@ impl OwnedSecrets {
                     }
                 }
             }
-            watcher::Event::Init => state.relist = Entries::new(),
-            watcher::Event::InitApply(meta) => insert(&mut state.relist, meta),
-            watcher::Event::InitDone => state.live = std::mem::take(&mut state.relist),
+            watcher::Event::Init => {
+                state.relists.insert(scope.clone(), Entries::new());
+            }
+            watcher::Event::InitApply(meta) => insert(state.relists.entry(scope.clone()).or_default(), meta),
+            watcher::Event::InitDone => {
+                let listed = state.relists.remove(scope).unwrap_or_default();
+                state.live.retain(|namespace, _| !scopes::contains(scope, namespace));
+                state.live.extend(listed);
+            }
         }
     }
 
@@ -202,22 +210,42 @@ mod tests {
     #[test]
     fn the_cache_follows_the_watch_and_a_relist_replaces_it_when_complete() {
         let cache = OwnedSecrets::default();
-        cache.apply(&watcher::Event::Apply(secret("a", "1")));
-        cache.apply(&watcher::Event::Apply(secret("b", "1")));
-        cache.apply(&watcher::Event::Apply(secret("a", "2")));
+        let all = None;
+        cache.apply(&all, &watcher::Event::Apply(secret("a", "1")));
+        cache.apply(&all, &watcher::Event::Apply(secret("b", "1")));
+        cache.apply(&all, &watcher::Event::Apply(secret("a", "2")));
         assert_eq!(cache.get("team-a", "a").unwrap().resource_version(), Some("2"));
-        cache.apply(&watcher::Event::Delete(secret("b", "1")));
+        cache.apply(&all, &watcher::Event::Delete(secret("b", "1")));
         assert_eq!(cache.get("team-a", "b"), None);
         assert_eq!(cache.len(), 1);
 
         // During a relist the old entries answer; when it completes only the listed ones remain.
-        cache.apply(&watcher::Event::Init);
-        cache.apply(&watcher::Event::InitApply(secret("c", "5")));
+        cache.apply(&all, &watcher::Event::Init);
+        cache.apply(&all, &watcher::Event::InitApply(secret("c", "5")));
         assert_eq!(cache.get("team-a", "a").unwrap().resource_version(), Some("2"));
         assert_eq!(cache.get("team-a", "c"), None);
-        cache.apply(&watcher::Event::InitDone);
+        cache.apply(&all, &watcher::Event::InitDone);
         assert_eq!(cache.get("team-a", "a"), None);
         assert_eq!(cache.get("team-a", "c").unwrap().resource_version(), Some("5"));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_of_one_watched_namespace_replaces_that_namespace_only() {
+        let cache = OwnedSecrets::default();
+        let (a, b) = (Some("team-a".to_owned()), Some("team-b".to_owned()));
+        let mut other = secret("x", "1");
+        other.metadata.namespace = b.clone();
+        cache.apply(&b, &watcher::Event::Apply(other));
+        cache.apply(&a, &watcher::Event::Apply(secret("old", "1")));
+        cache.apply(&a, &watcher::Event::Init);
+        cache.apply(&a, &watcher::Event::InitApply(secret("new", "2")));
+        cache.apply(&a, &watcher::Event::InitDone);
+        assert_eq!(cache.get("team-a", "old"), None);
+        assert!(cache.get("team-a", "new").is_some());
+        assert!(
+            cache.get("team-b", "x").is_some(),
+            "another namespace's watch keeps its entries"
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::common::replica::{Replica, prepare, start_replica_for};
 use crate::common::{OPERATOR_NS, poll_for, value};
 
 mod fenced;
+mod namespaces;
 
 const LEASE: &str = "vaultsync-leader";
 

@@ -199,7 +199,7 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
             "/settings/defaultRefreshInterval",
         ),
         ("settings.concurrency=0", "/settings/concurrency"),
-        ("watchNamespaces={a,b}", "/watchNamespaces"),
+        ("watchNamespaces={a,a}", "/watchNamespaces"),
     ] {
         let (ok, _, stderr) = run_helm(&["template", "vaultsync", "charts/vaultsync", "--set", set]);
         assert!(!ok, "--set {set} was accepted");
@@ -214,7 +214,7 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
 fn watch_namespaces_limit_a_cluster_wide_install_and_conflict_with_scope_namespace() {
     let deployment = template(&[
         "--set",
-        "watchNamespaces={team-b}",
+        "watchNamespaces={team-b,team-c}",
         "--show-only",
         "templates/deployment.yaml",
     ]);
@@ -224,7 +224,7 @@ fn watch_namespaces_limit_a_cluster_wide_install_and_conflict_with_scope_namespa
         env.as_array()
             .unwrap()
             .iter()
-            .any(|e| e["name"] == "VAULTSYNC_WATCH_NAMESPACES" && e["value"] == "team-b"),
+            .any(|e| e["name"] == "VAULTSYNC_WATCH_NAMESPACES" && e["value"] == "team-b,team-c"),
         "{env}"
     );
     let (ok, _, stderr) = run_helm(&[

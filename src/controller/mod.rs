@@ -3,6 +3,7 @@
 mod deletion;
 mod destination;
 mod error;
+mod fair;
 mod leases;
 mod owned;
 mod reconcile;
@@ -136,12 +137,15 @@ pub struct Context {
     tracker: tracker::Tracker,
     /// The VaultSecrets that may restart the same workloads, synced at once on a change.
     siblings: siblings::Siblings,
+    /// Fair turns, by namespace, for what the VaultSecret watch brings.
+    fair: Arc<fair::Fair>,
 }
 
 impl Context {
     /// Drops what is remembered about VaultSecret `key`, its pending restarts and its metric
     /// series: when the watch sees it deleted, and when the janitor finds it gone.
     fn forget(&self, key: &ObjectRef<VaultSecret>) {
+        self.fair.remove(key);
         self.rollouts.cancel(key);
         self.tracker.forget(key);
         self.metrics
@@ -315,6 +319,7 @@ pub async fn run(
         tracker: tracker::Tracker::default(),
         siblings: siblings::Siblings::new(store.clone(), nudge_tx),
         rollouts,
+        fair: fair::Fair::new(usize::from(settings.concurrency)),
         settings,
     });
 
@@ -341,7 +346,18 @@ pub async fn run(
     let ending_ctx = ctx.clone();
     let ending = futures::stream::poll_fn(move |cx| ending_rx.poll_recv(cx))
         .flat_map(move |token_ref| futures::stream::iter(ending_ctx.tracker.due_for_token(&token_ref)));
-    let controller = Controller::for_stream(vaultsecrets, store.clone())
+    // What the watch brings waits its namespace's turn ([`fair`]), not in the controller's queue.
+    let fair = ctx.fair.clone();
+    let watch = tokio::spawn(vaultsecrets.for_each(move |vs| {
+        match vs {
+            Ok(vs) => fair.push(ObjectRef::from_obj(&vs)),
+            Err(e) => tracing::debug!(error = %e, "VaultSecret watch"),
+        }
+        std::future::ready(())
+    }));
+    let nothing = futures::stream::pending::<Result<VaultSecret, watcher::Error>>();
+    let controller = Controller::for_stream(nothing, store.clone())
+        .reconcile_on(ctx.fair.clone().turns())
         .owns_stream(owned)
         .reconcile_on(restart_reports)
         .reconcile_on(ending)
@@ -375,6 +391,7 @@ pub async fn run(
         })
         .await;
     janitor.abort();
+    watch.abort();
     releaser.abort();
     revoker.abort();
     rollouts_ctx.rollouts.stop();

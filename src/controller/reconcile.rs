@@ -18,6 +18,7 @@ use crate::api::{VaultSecret, parse_duration};
 /// request (`X-Vaultsync-Object`, for Vault's audit log).
 #[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let _turn = ctx.fair.started(&ObjectRef::from_obj(&*vs));
     let object = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
     crate::vault::on_behalf_of(object, reconcile_as(vs, ctx)).await
 }

@@ -2,18 +2,23 @@
 //! first syncs applied by a GitOps tool, a mass re-apply — never makes another namespace's new
 //! VaultSecret wait behind it.
 //!
-//! The watch's VaultSecrets queue here, one FIFO per namespace, instead of in the controller's
-//! own queue (which serves in arrival order, whoever they belong to). Turns go round-robin over the
+//! The watch's VaultSecrets queue here, by namespace, instead of in the controller's own queue
+//! (which serves in arrival order, whoever they belong to). Turns go round-robin over the
 //! namespaces that have something queued, and only as fast as syncs finish: [`Fair`] hands the
 //! controller a VaultSecret only while fewer than `--concurrency` syncs run or wait to start, so
 //! the backlog stays here, where its order is fair. Per namespace because the namespace is the
 //! unit of tenancy: its own identities, its own team; a team cannot starve another by creating
-//! more objects, and within a namespace the order stays the order of arrival.
+//! more objects.
+//!
+//! Within a namespace, VaultSecrets that read the same ([`read_group`]) wait together, in the
+//! order of their group's first arrival, and a turn hands out up to [`BATCH`] of one group: they
+//! sync at the same moment and share one read, however their creates were interleaved.
 //!
 //! Scheduled refreshes and retries are the controller's own requeues and take no turn here: their
 //! times are already spread (`schedule.rs`) and each costs at most one read.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +28,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::api::VaultSecret;
+use crate::api::{SourceSpec, VaultSecret};
 
 type Key = ObjectRef<VaultSecret>;
 
@@ -31,38 +36,105 @@ type Key = ObjectRef<VaultSecret>;
 /// VaultSecret was deleted before the controller got to it).
 const START_WITHIN: Duration = Duration::from_secs(30);
 
-/// One FIFO per namespace, served round-robin; a VaultSecret is queued at most once.
+/// Queued VaultSecrets that read the same: same namespace (so the same identities), connection,
+/// auth and KV reads — [`read_group`].
+pub type Group = u64;
+
+/// What a VaultSecret reads, as a [`Group`]: its `spec.vault`, `spec.auth` and, per source, the
+/// KV read (engine, mount, path, version) or the whole leased source. Equal groups make the same
+/// Vault requests, so syncing them together shares each read ([`crate::vault::kv`]).
+pub fn read_group(vs: &VaultSecret) -> Group {
+    let sources: Vec<serde_json::Value> = vs
+        .spec
+        .sources
+        .iter()
+        .map(|source| match source.spec() {
+            Some(SourceSpec::Kv(kv)) => serde_json::json!([kv.engine, kv.mount, kv.path, kv.version]),
+            _ => serde_json::to_value(source).unwrap_or_default(),
+        })
+        .collect();
+    let what = serde_json::json!([vs.spec.vault, vs.spec.auth, sources]);
+    let mut hasher = std::hash::DefaultHasher::new();
+    what.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Most VaultSecrets of one group handed out in one turn of their namespace.
+const BATCH: usize = 32;
+
+/// One namespace's queue: groups in the order of their first arrival, each a FIFO.
+#[derive(Default)]
+struct Namespace {
+    order: VecDeque<Group>,
+    groups: HashMap<Group, VecDeque<Key>>,
+}
+
+/// The VaultSecrets waiting for a turn: namespaces take turns round-robin; a turn hands out the
+/// namespace's oldest group, up to [`BATCH`] of it, so VaultSecrets that read the same are synced
+/// together and share their reads. A VaultSecret is queued at most once.
 #[derive(Default)]
 pub struct FairQueue {
-    by_namespace: HashMap<String, VecDeque<Key>>,
-    /// The namespaces with something queued, in the order of their next turn.
+    namespaces: HashMap<String, Namespace>,
+    /// The namespaces with something queued, in the order of their next turn (not the current one).
     turns: VecDeque<String>,
-    queued: HashSet<Key>,
+    /// The namespace whose turn it is, its group and how many it has had.
+    current: Option<(String, Group, usize)>,
+    queued: HashMap<Key, Group>,
 }
 
 impl FairQueue {
-    /// Queues `key` behind its namespace's earlier arrivals; nothing when already queued.
-    pub fn push(&mut self, key: Key) {
-        if !self.queued.insert(key.clone()) {
+    /// Queues `key` (of group `group`) in its namespace: with its group if that is queued, else
+    /// behind the namespace's other groups. Nothing when already queued.
+    pub fn push(&mut self, key: Key, group: Group) {
+        if self.queued.contains_key(&key) {
             return;
         }
+        self.queued.insert(key.clone(), group);
         let namespace = key.namespace.clone().unwrap_or_default();
-        let queue = self.by_namespace.entry(namespace.clone()).or_default();
-        if queue.is_empty() {
+        let is_current = self.current.as_ref().is_some_and(|(n, _, _)| *n == namespace);
+        let queue = self.namespaces.entry(namespace.clone()).or_default();
+        if queue.order.is_empty() && !is_current {
             self.turns.push_back(namespace);
         }
-        queue.push_back(key);
+        let members = queue.groups.entry(group).or_insert_with(|| {
+            queue.order.push_back(group);
+            VecDeque::new()
+        });
+        members.push_back(key);
     }
 
-    /// The next VaultSecret: the oldest of the namespace whose turn it is.
+    /// The next VaultSecret to sync.
     pub fn pop(&mut self) -> Option<Key> {
-        let namespace = self.turns.pop_front()?;
-        let queue = self.by_namespace.get_mut(&namespace)?;
-        let key = queue.pop_front()?;
-        if queue.is_empty() {
-            self.by_namespace.remove(&namespace);
-        } else {
-            self.turns.push_back(namespace);
+        loop {
+            if let Some((namespace, group, taken)) = self.current.take() {
+                if taken < BATCH
+                    && let Some(key) = self.take(&namespace, group)
+                {
+                    self.current = Some((namespace, group, taken + 1));
+                    return Some(key);
+                }
+                // The turn is over: the namespace queues for another if it has more.
+                if self.namespaces.contains_key(&namespace) {
+                    self.turns.push_back(namespace);
+                }
+            }
+            let namespace = self.turns.pop_front()?;
+            let group = *self.namespaces.get(&namespace)?.order.front()?;
+            self.current = Some((namespace, group, 0));
+        }
+    }
+
+    /// Takes the oldest member of `group` in `namespace`, dropping what it empties.
+    fn take(&mut self, namespace: &str, group: Group) -> Option<Key> {
+        let queue = self.namespaces.get_mut(namespace)?;
+        let members = queue.groups.get_mut(&group)?;
+        let key = members.pop_front()?;
+        if members.is_empty() {
+            queue.groups.remove(&group);
+            queue.order.retain(|g| *g != group);
+            if queue.order.is_empty() {
+                self.namespaces.remove(namespace);
+            }
         }
         self.queued.remove(&key);
         Some(key)
@@ -70,16 +142,23 @@ impl FairQueue {
 
     /// Drops `key` (deleted) from the queue.
     pub fn remove(&mut self, key: &Key) {
-        if !self.queued.remove(key) {
+        let Some(group) = self.queued.remove(key) else {
             return;
-        }
+        };
         let namespace = key.namespace.clone().unwrap_or_default();
-        if let Some(queue) = self.by_namespace.get_mut(&namespace) {
-            queue.retain(|k| k != key);
-            if queue.is_empty() {
-                self.by_namespace.remove(&namespace);
-                self.turns.retain(|n| *n != namespace);
+        let Some(queue) = self.namespaces.get_mut(&namespace) else {
+            return;
+        };
+        if let Some(members) = queue.groups.get_mut(&group) {
+            members.retain(|k| k != key);
+            if members.is_empty() {
+                queue.groups.remove(&group);
+                queue.order.retain(|g| *g != group);
             }
+        }
+        if queue.order.is_empty() {
+            self.namespaces.remove(&namespace);
+            self.turns.retain(|n| *n != namespace);
         }
     }
 
@@ -116,8 +195,8 @@ impl Fair {
     }
 
     /// Queues a VaultSecret the watch brought.
-    pub fn push(&self, key: Key) {
-        self.state.lock().queue.push(key);
+    pub fn push(&self, vs: &VaultSecret) {
+        self.state.lock().queue.push(ObjectRef::from_obj(vs), read_group(vs));
         self.wake.notify_one();
     }
 
@@ -201,19 +280,22 @@ mod tests {
             .collect()
     }
 
+    fn drain(queue: &mut FairQueue) -> Vec<String> {
+        names(std::iter::from_fn(|| queue.pop()))
+    }
+
     #[test]
     fn namespaces_take_turns_and_each_keeps_its_order_of_arrival() {
         let mut queue = FairQueue::default();
         for i in 0..4 {
-            queue.push(key("bulk", &format!("b{i}")));
+            queue.push(key("bulk", &format!("b{i}")), i);
         }
-        queue.push(key("team", "new"));
-        queue.push(key("bulk", "b1"));
-        queue.push(key("other", "x"));
+        queue.push(key("team", "new"), 0);
+        queue.push(key("bulk", "b1"), 1);
+        queue.push(key("other", "x"), 0);
         assert_eq!(queue.len(), 6, "a VaultSecret is queued once");
-        let order = names(std::iter::from_fn(|| queue.pop()));
         assert_eq!(
-            order,
+            drain(&mut queue),
             ["bulk/b0", "team/new", "other/x", "bulk/b1", "bulk/b2", "bulk/b3"],
             "the newcomer goes second, not after the whole bulk"
         );
@@ -221,37 +303,101 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_hands_out_a_group_together_up_to_a_batch() {
+        let mut queue = FairQueue::default();
+        // Arrivals alternate between two paths, as a bulk apply does.
+        for i in 0..6 {
+            queue.push(key("bulk", &format!("b{i}")), i % 2);
+        }
+        queue.push(key("team", "new"), 9);
+        assert_eq!(
+            drain(&mut queue),
+            [
+                "bulk/b0", "bulk/b2", "bulk/b4", "team/new", "bulk/b1", "bulk/b3", "bulk/b5"
+            ],
+            "one read each for the two groups"
+        );
+        // A group larger than a batch yields its namespace's turn after BATCH.
+        for i in 0..BATCH + 2 {
+            queue.push(key("bulk", &format!("big{i}")), 1);
+        }
+        queue.push(key("team", "late"), 9);
+        let order = drain(&mut queue);
+        assert_eq!(order[BATCH], "team/late");
+        assert_eq!(order.len(), BATCH + 3);
+    }
+
+    #[test]
     fn a_namespace_that_empties_and_fills_again_joins_the_back_of_the_turns() {
         let mut queue = FairQueue::default();
-        queue.push(key("a", "1"));
-        queue.push(key("b", "1"));
-        queue.push(key("b", "2"));
+        queue.push(key("a", "1"), 1);
+        queue.push(key("b", "1"), 1);
+        queue.push(key("b", "2"), 2);
         assert_eq!(names(queue.pop()), ["a/1"]);
-        queue.push(key("a", "2"));
-        queue.push(key("c", "1"));
-        let order = names(std::iter::from_fn(|| queue.pop()));
-        assert_eq!(order, ["b/1", "a/2", "c/1", "b/2"]);
+        // Arrives with another group while a's turn is open: a queues again when that turn
+        // ends, behind b and c.
+        queue.push(key("a", "2"), 2);
+        queue.push(key("c", "1"), 1);
+        assert_eq!(drain(&mut queue), ["b/1", "c/1", "a/2", "b/2"]);
     }
 
     #[test]
     fn a_removed_vaultsecret_is_not_served() {
         let mut queue = FairQueue::default();
-        queue.push(key("a", "gone"));
-        queue.push(key("b", "1"));
+        queue.push(key("a", "gone"), 1);
+        queue.push(key("b", "1"), 1);
         queue.remove(&key("a", "gone"));
         queue.remove(&key("a", "never-queued"));
-        assert_eq!(names(std::iter::from_fn(|| queue.pop())), ["b/1"]);
-        queue.push(key("a", "gone"));
+        assert_eq!(drain(&mut queue), ["b/1"]);
+        queue.push(key("a", "gone"), 1);
         assert_eq!(names(queue.pop()), ["a/gone"], "queued again after removal");
+    }
+
+    fn vaultsecret(spec: serde_json::Value) -> VaultSecret {
+        VaultSecret::new("x", serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn the_group_is_what_is_read_not_what_is_done_with_it() {
+        let kv = |path: &str, extra: serde_json::Value| {
+            let mut source = serde_json::json!({"mount": "secret", "path": path});
+            source
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::json!({"sources": [{"kv": source}]})
+        };
+        let plain = read_group(&vaultsecret(kv("app", serde_json::json!({}))));
+        let mut renamed = kv("app", serde_json::json!({"prefix": "db_"}));
+        renamed["destination"] = serde_json::json!({"name": "elsewhere"});
+        assert_eq!(plain, read_group(&vaultsecret(renamed)));
+        assert_ne!(plain, read_group(&vaultsecret(kv("other", serde_json::json!({})))));
+        assert_ne!(
+            plain,
+            read_group(&vaultsecret(kv("app", serde_json::json!({"version": 2}))))
+        );
+        let mut with_auth = kv("app", serde_json::json!({}));
+        with_auth["auth"] = serde_json::json!({"kubernetes": {"role": "r", "serviceAccountName": "a"}});
+        assert_ne!(
+            plain,
+            read_group(&vaultsecret(with_auth)),
+            "another identity reads apart"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn turns_are_handed_out_only_while_there_is_room() {
         let fair = Fair::new(2);
+        let ns = |ns: &str, name: &str, path: &str| {
+            let mut vs = vaultsecret(serde_json::json!({"sources": [{"kv": {"mount": "secret", "path": path}}]}));
+            vs.metadata.name = Some(name.into());
+            vs.metadata.namespace = Some(ns.into());
+            vs
+        };
         for i in 0..3 {
-            fair.push(key("bulk", &format!("b{i}")));
+            fair.push(&ns("bulk", &format!("b{i}"), &format!("p{i}")));
         }
-        fair.push(key("team", "new"));
+        fair.push(&ns("team", "new", "p"));
         let mut turns = Box::pin(fair.clone().turns());
         let first = turns.next().await.unwrap();
         let second = turns.next().await.unwrap();

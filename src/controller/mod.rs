@@ -350,7 +350,7 @@ pub async fn run(
     let fair = ctx.fair.clone();
     let watch = tokio::spawn(vaultsecrets.for_each(move |vs| {
         match vs {
-            Ok(vs) => fair.push(ObjectRef::from_obj(&vs)),
+            Ok(vs) => fair.push(&vs),
             Err(e) => tracing::debug!(error = %e, "VaultSecret watch"),
         }
         std::future::ready(())

@@ -97,6 +97,20 @@ pub struct SizeResult {
     pub cycle: Option<Cycle>,
 }
 
+impl SizeResult {
+    /// What the operator's run cannot beat on this machine: the N creates it includes plus the
+    /// baseline's writes, both measured in the same run.
+    pub fn floor_s(&self) -> f64 {
+        self.creates_alone_s + self.baseline_s
+    }
+
+    /// Distinct (identity, path) pairs the N read: one identity (the operator's token), so the
+    /// distinct paths.
+    pub fn distinct_pairs(&self) -> usize {
+        self.n.min(self.paths)
+    }
+}
+
 /// Runs the benchmark, prints the table, and updates `results-KIND.json` and the section of its kind
 /// in `docs/benchmarks.md`.
 pub fn run(args: &BenchArgs) -> Result<()> {

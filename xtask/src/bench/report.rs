@@ -10,8 +10,16 @@ use super::{Idle, Kind, SizeResult};
 /// One line per size as soon as it is measured.
 pub fn print_row(r: &SizeResult) {
     eprintln!(
-        "bench[{}]: operator {:.1}s, baseline {:.1}s, ratio {:.2}; RSS peak {:.1} MiB settled {:.1} MiB",
-        r.n, r.operator_s, r.baseline_s, r.ratio, r.rss_peak_mib, r.rss_settled_mib
+        "bench[{}]: operator {:.1}s, floor {:.1}s (creates alone {:.1}s + baseline {:.1}s), ratio to floor {:.2}, to baseline {:.2}; RSS peak {:.1} MiB settled {:.1} MiB",
+        r.n,
+        r.operator_s,
+        r.floor_s(),
+        r.creates_alone_s,
+        r.baseline_s,
+        r.operator_s / r.floor_s().max(1e-9),
+        r.ratio,
+        r.rss_peak_mib,
+        r.rss_settled_mib
     );
 }
 
@@ -31,21 +39,23 @@ fn sync_table(results: &[SizeResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | baseline s | creates alone s | operator s | ratio | probe p50 s | probe p99 s | RSS peak MiB | RSS settled MiB \
-         | CPU sync s | CPU idle s | KV reads sync | logins sync | other Vault sync | Vault idle \
-         | Secret writes idle | status writes idle |"
+        "| N | baseline s | creates alone s | floor s | operator s | ratio to floor | ratio to baseline | probe p50 s \
+         | probe p99 s | RSS peak MiB | RSS settled MiB | CPU sync s | CPU idle s | KV reads sync | distinct pairs \
+         | logins sync | other Vault sync | Vault idle | Secret writes idle | status writes idle |"
     );
-    let _ = writeln!(out, "|{}", "---:|".repeat(17));
+    let _ = writeln!(out, "|{}", "---:|".repeat(20));
     for r in results {
         // Without an idle window (a refresh run) the idle columns would be misleading zeros.
         let idle = |f: &dyn Fn(&Idle) -> String| r.idle.as_ref().map_or_else(|| "-".to_owned(), f);
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
             r.baseline_s,
             r.creates_alone_s,
+            r.floor_s(),
             r.operator_s,
+            r.operator_s / r.floor_s().max(1e-9),
             r.ratio,
             secs(r.probe_p50_s),
             secs(r.probe_p99_s),
@@ -54,6 +64,7 @@ fn sync_table(results: &[SizeResult]) -> String {
             r.cpu_sync_s,
             idle(&|i| format!("{:.2}", i.cpu_s)),
             r.vault_sync.kv_reads,
+            r.distinct_pairs(),
             r.vault_sync.logins,
             r.vault_sync.other,
             idle(&|i| (i.vault.kv_reads + i.vault.logins + i.vault.other).to_string()),

@@ -197,3 +197,34 @@ pub fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
     }
     (secrets, vault_secrets)
 }
+
+/// kube-apiserver's own count of the requests it served (`apiserver_request_total` from its
+/// `/metrics`), summed by "verb resource[/subresource]", for the difference between two moments.
+pub async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await.context("kube-apiserver /metrics")?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let (resource, subresource) = (label("resource"), label("subresource"));
+        if resource.is_empty() {
+            continue;
+        }
+        let what = if subresource.is_empty() { resource } else { format!("{resource}/{subresource}") };
+        let key = format!("{} {what}", label("verb"));
+        *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(counts)
+}

@@ -55,11 +55,14 @@ fn section(kind: Kind, results: &[SizeResult]) -> String {
         // Rows of different runs may differ in interval.
         let intervals: BTreeSet<&str> = results.iter().map(|r| r.interval.as_str()).collect();
         let intervals: Vec<&str> = intervals.into_iter().collect();
+        let namespaces: BTreeSet<String> = results.iter().map(|r| r.namespaces.to_string()).collect();
+        let namespaces: Vec<String> = namespaces.into_iter().collect();
         let _ = writeln!(
             md,
-            "- Workload: N VaultSecrets over {} namespaces reading {} distinct KV v2 paths, \
-             `refresh.interval: {}`; all with the operator's own token (one Vault identity).",
-            r.namespaces,
+            "- Workload: N VaultSecrets over {} namespaces (column ns) reading {} distinct KV v2 paths, \
+             `refresh.interval: {}`; all with the operator's own token (one Vault identity); the probes in a \
+             namespace of their own.",
+            namespaces.join(" or "),
             r.paths,
             intervals.join("` or `")
         );

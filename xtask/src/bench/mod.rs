@@ -91,6 +91,14 @@ pub struct SizeResult {
     pub components_cpu_sync_s: BTreeMap<String, f64>,
     pub vault_sync: Requests,
     pub metrics_sync: BTreeMap<String, f64>,
+    /// Requests kube-apiserver served during the creates alone, the baseline and the sync (from
+    /// the first create to all Ready), by "verb resource".
+    #[serde(default)]
+    pub apiserver_creates: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub apiserver_baseline: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub apiserver_sync: BTreeMap<String, f64>,
     /// The idle window (sync runs).
     pub idle: Option<Idle>,
     /// The refresh cycle (refresh runs).
@@ -162,14 +170,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    rows.retain(|row| !results.iter().any(|r| row["n"] == r.n));
+    rows.retain(|row| {
+        !results
+            .iter()
+            .any(|r| row["n"] == r.n && row["namespaces"] == r.namespaces)
+    });
     rows.extend(
         results
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<Vec<_>, _>>()?,
     );
-    rows.sort_by_key(|row| row["n"].as_u64());
+    rows.sort_by_key(|row| (row["n"].as_u64(), row["namespaces"].as_u64()));
     let kept: Vec<SizeResult> = rows
         .iter()
         .filter_map(|row| serde_json::from_value(row.clone()).ok())
@@ -198,11 +210,14 @@ async fn run_size(
     setup(env, &client, args, namespaces).await?;
 
     eprintln!("bench[{n}]: baseline ({n} Secret applies + {n} status applies, {CONCURRENCY} at a time)");
+    let requests_start = cluster::apiserver_requests(&client).await?;
     let creates_alone =
         cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, &args.interval).await?;
+    let requests_created = cluster::apiserver_requests(&client).await?;
     let cpu_before_baseline = operator::component_cpu(&env.dir);
     let baseline = cluster::baseline(&client, BASELINE_PREFIX, n, namespaces).await?;
     let cpu_baseline = operator::counter_delta(&cpu_before_baseline, &operator::component_cpu(&env.dir));
+    let requests_baseline = cluster::apiserver_requests(&client).await?;
     cluster::delete_labelled(&client, BASELINE_PREFIX, namespaces).await?;
     eprintln!("bench[{n}]: baseline {:.1}s", baseline.as_secs_f64());
 
@@ -218,6 +233,7 @@ async fn run_size(
 
     eprintln!("bench[{n}]: creating {n} VaultSecrets and waiting for all Ready");
     let cpu_before_sync = operator::component_cpu(&env.dir);
+    let requests_before_sync = cluster::apiserver_requests(&client).await?;
     let started = Instant::now();
     let (create, probes) = tokio::join!(
         cluster::create_bulk(&client, BULK_PREFIX, n, namespaces, args.paths, &args.interval),
@@ -229,6 +245,7 @@ async fn run_size(
     let ready_usage = op.usage()?;
     let cpu_sync = operator::counter_delta(&cpu_before_sync, &operator::component_cpu(&env.dir));
     let metrics_ready = op.counters()?;
+    let requests_ready = cluster::apiserver_requests(&client).await?;
     let audit_ready = audit.mark()?;
     eprintln!("bench[{n}]: all Ready after {operator_s:.1}s");
     // Let the last status writes land before the idle window or the cycle starts.
@@ -280,6 +297,9 @@ async fn run_size(
         components_cpu_sync_s: cpu_sync,
         vault_sync: audit.count(audit_start, audit_ready)?,
         metrics_sync: operator::counter_delta(&metrics_start, &metrics_ready),
+        apiserver_creates: operator::counter_delta(&requests_start, &requests_created),
+        apiserver_baseline: operator::counter_delta(&requests_created, &requests_baseline),
+        apiserver_sync: operator::counter_delta(&requests_before_sync, &requests_ready),
         idle,
         cycle,
     })

@@ -40,7 +40,7 @@ const START_WITHIN: Duration = Duration::from_secs(30);
 /// auth and KV reads — [`read_group`].
 pub type Group = u64;
 
-/// What a VaultSecret reads, as a [`Group`]: its `spec.vault`, `spec.auth` and, per source, the
+/// What a VaultSecret reads, as a [`Group`]: its namespace, `spec.vault`, `spec.auth` and, per source, the
 /// KV read (engine, mount, path, version) or the whole leased source. Equal groups make the same
 /// Vault requests, so syncing them together shares each read ([`crate::vault::kv`]).
 pub fn read_group(vs: &VaultSecret) -> Group {
@@ -53,7 +53,7 @@ pub fn read_group(vs: &VaultSecret) -> Group {
             _ => serde_json::to_value(source).unwrap_or_default(),
         })
         .collect();
-    let what = serde_json::json!([vs.spec.vault, vs.spec.auth, sources]);
+    let what = serde_json::json!([vs.metadata.namespace, vs.spec.vault, vs.spec.auth, sources]);
     let mut hasher = std::hash::DefaultHasher::new();
     what.to_string().hash(&mut hasher);
     hasher.finish()
@@ -80,6 +80,8 @@ pub struct FairQueue {
     /// The namespace whose turn it is, its group and how many it has had.
     current: Option<(String, Group, usize)>,
     queued: HashMap<Key, Group>,
+    /// Members queued, by group.
+    members: HashMap<Group, usize>,
 }
 
 impl FairQueue {
@@ -90,6 +92,7 @@ impl FairQueue {
             return;
         }
         self.queued.insert(key.clone(), group);
+        *self.members.entry(group).or_default() += 1;
         let namespace = key.namespace.clone().unwrap_or_default();
         let is_current = self.current.as_ref().is_some_and(|(n, _, _)| *n == namespace);
         let queue = self.namespaces.entry(namespace.clone()).or_default();
@@ -136,13 +139,29 @@ impl FairQueue {
                 self.namespaces.remove(namespace);
             }
         }
-        self.queued.remove(&key);
+        self.unqueued(&key);
         Some(key)
+    }
+
+    /// Whether a VaultSecret of `group` is queued.
+    pub fn has(&self, group: Group) -> bool {
+        self.members.contains_key(&group)
+    }
+
+    fn unqueued(&mut self, key: &Key) -> Option<Group> {
+        let group = self.queued.remove(key)?;
+        if let Some(count) = self.members.get_mut(&group) {
+            *count -= 1;
+            if *count == 0 {
+                self.members.remove(&group);
+            }
+        }
+        Some(group)
     }
 
     /// Drops `key` (deleted) from the queue.
     pub fn remove(&mut self, key: &Key) {
-        let Some(group) = self.queued.remove(key) else {
+        let Some(group) = self.unqueued(key) else {
             return;
         };
         let namespace = key.namespace.clone().unwrap_or_default();
@@ -205,6 +224,13 @@ impl Fair {
         let mut state = self.state.lock();
         state.queue.remove(key);
         state.handed.remove(key);
+    }
+
+    /// Whether VaultSecrets that read what `vs` reads wait for a turn: a KV read `vs` makes is
+    /// kept for them ([`crate::vault::kv`]).
+    pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> crate::vault::kv::Hold {
+        let (fair, group) = (self.clone(), read_group(vs));
+        Some(Arc::new(move || fair.state.lock().queue.has(group)))
     }
 
     /// A sync of `key` starts (whatever triggered it); the turn ends when the guard drops.
@@ -348,7 +374,9 @@ mod tests {
         queue.push(key("b", "1"), 1);
         queue.remove(&key("a", "gone"));
         queue.remove(&key("a", "never-queued"));
+        assert!(!queue.has(1) || queue.len() == 1, "one left");
         assert_eq!(drain(&mut queue), ["b/1"]);
+        assert!(!queue.has(1), "no member of group 1 queued");
         queue.push(key("a", "gone"), 1);
         assert_eq!(names(queue.pop()), ["a/gone"], "queued again after removal");
     }

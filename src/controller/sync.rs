@@ -261,12 +261,14 @@ async fn read_sources(
     let (conn, login) = (&target.conn, &target.login);
     let identity = &login.identity;
     let (handle, outcome) = ctx.vault.get(conn, identity, &login.credential).await?;
-    let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, fresh).await {
+    let hold = ctx.fair.hold(vs);
+    let reads = (fresh, &hold);
+    let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, reads).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             book.abandon(&handle.client, ctx).await;
             ctx.vault.invalidate(conn, identity, &handle).await;
             let (handle, _) = ctx.vault.get(conn, identity, &login.credential).await?;
-            let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, fresh).await;
+            let merged = sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, reads).await;
             (handle, merged)
         }
         merged => (handle, merged),

@@ -4,8 +4,9 @@
 //! The first caller (the leader) performs the read in its own task; later callers subscribe to
 //! a `watch` channel. If the leader is dropped mid-read, its entry is removed and a waiting
 //! caller takes over. A success is kept for a short reuse window after completion, for callers
-//! that arrive just after, then dropped by a timer: nothing is retained beyond the window, and
-//! the map holds only reads in flight or completed within it. An error reaches every caller
+//! that arrive just after, then dropped by a timer — or, when the leader says callers are known to
+//! be on their way ([`Hold`]), window after window while they are, never beyond [`MAX_HOLD`]. The
+//! map holds only reads in flight or completed within that time. An error reaches every caller
 //! that waited for it but is not kept: a caller that arrives later (a retry) sends a new request.
 
 use std::collections::HashMap;
@@ -22,6 +23,13 @@ use super::Result;
 
 /// What every caller of one coalesced read gets.
 pub(crate) type Shared<V> = Result<Arc<V>>;
+
+/// Whether callers that will need a completed read are on their way (queued to sync): it is then
+/// kept for another window.
+pub type Hold = Option<Arc<dyn Fn() -> bool + Send + Sync>>;
+
+/// Longest a completed read is kept, however long callers are said to be on their way.
+pub const MAX_HOLD: Duration = Duration::from_secs(60);
 
 type Slots<K, V> = Mutex<Map<K, V>>;
 
@@ -71,7 +79,17 @@ where
     }
 
     /// The result of `read` for `key`, shared with every caller asking for `key` meanwhile.
+    #[cfg(test)]
     pub(crate) async fn get<F, Fut>(&self, key: K, read: F) -> Shared<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>>,
+    {
+        self.get_held(key, read, None).await
+    }
+
+    /// [`Coalescer::get`], keeping a success while `hold` says more callers are on their way.
+    pub(crate) async fn get_held<F, Fut>(&self, key: K, read: F, hold: Hold) -> Shared<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
@@ -96,7 +114,7 @@ where
             finished: false,
         };
         let result = read().await.map(Arc::new);
-        leader.finish(&result, self.window);
+        leader.finish(&result, self.window, hold);
         sender.send_replace(Some(result.clone()));
         result
     }
@@ -142,8 +160,9 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Send + Sync + 'static,
 {
-    /// Keeps a success for `window` (removed by a timer), forgets an error at once.
-    fn finish(&mut self, result: &Shared<V>, window: Duration) {
+    /// Keeps a success for `window` — longer while `hold` says so, up to [`MAX_HOLD`] — removed
+    /// by a timer; forgets an error at once.
+    fn finish(&mut self, result: &Shared<V>, window: Duration, hold: Hold) {
         self.finished = true;
         let runtime = tokio::runtime::Handle::try_current();
         let mut map = self.slots.lock();
@@ -155,7 +174,14 @@ where
                 entry.state = State::Done(value.clone());
                 let (slots, key, id) = (Arc::downgrade(self.slots), self.key.clone(), self.id);
                 runtime.spawn(async move {
-                    tokio::time::sleep(window).await;
+                    let until = tokio::time::Instant::now() + MAX_HOLD;
+                    loop {
+                        tokio::time::sleep(window).await;
+                        let awaited = hold.as_ref().is_some_and(|awaited| awaited());
+                        if !awaited || tokio::time::Instant::now() + window > until {
+                            break;
+                        }
+                    }
                     remove(&slots, &key, id);
                 });
             }

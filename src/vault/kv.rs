@@ -3,7 +3,9 @@
 //! Identical reads — same server, namespace, token, engine, mount, path and version — that are
 //! in flight together, or that arrive within [`REUSE_WINDOW`] after one completed, share one
 //! request ([`super::coalesce`]): many VaultSecrets reading one path with one identity cost one
-//! read per refresh, not one each.
+//! read per refresh, not one each. While VaultSecrets that make the same read wait in the queue
+//! to sync (a bulk of first syncs), the caller's [`Hold`] keeps the result for them, at most
+//! [`super::coalesce::MAX_HOLD`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use sha2::{Digest, Sha256};
 use vaultrs::client::VaultClient;
 
 use super::coalesce::Coalescer;
+pub use super::coalesce::Hold;
 use super::raw::{Raw, send};
 use super::{Error, Result};
 use crate::api::{KvEngine, KvSource};
@@ -96,15 +99,18 @@ impl Reads {
     /// Reads the secret `source` points at, sharing the request with identical reads. Every
     /// caller gets its own copy of the data. `fresh` (a sync someone asked for) reads anew: a
     /// completed read, even one less than [`REUSE_WINDOW`] old, may predate the change they want.
-    pub async fn read(&self, client: &VaultClient, source: &KvSource, fresh: bool) -> Result<KvSecret> {
+    /// `hold`: whether VaultSecrets that make the same read are waiting to sync.
+    pub async fn read(&self, client: &VaultClient, source: &KvSource, fresh: bool, hold: Hold) -> Result<KvSecret> {
         if fresh {
             return super::observe(&self.metrics, "read", read_once(client, source)).await;
         }
         let shared = self
             .reads
-            .get(ReadKey::new(client, source, &self.key), || {
-                super::observe(&self.metrics, "read", read_once(client, source))
-            })
+            .get_held(
+                ReadKey::new(client, source, &self.key),
+                || super::observe(&self.metrics, "read", read_once(client, source)),
+                hold,
+            )
             .await?;
         Ok(KvSecret {
             data: shared.data.clone(),

@@ -117,3 +117,39 @@ async fn a_waiting_caller_takes_over_when_the_leader_is_dropped() {
     assert_eq!(*value.unwrap(), 5);
     assert_eq!(coalescer.len(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_result_is_held_while_callers_are_on_their_way_and_never_past_the_limit() {
+    let window = Duration::from_secs(1);
+    let coalescer = Coalescer::new(window);
+    let calls = AtomicUsize::new(0);
+    let waiting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hold: Hold = Some(Arc::new({
+        let waiting = waiting.clone();
+        move || waiting.load(Ordering::SeqCst)
+    }));
+    let first = coalescer
+        .get_held("secret/app", || counted(&calls, Duration::ZERO, Ok(1)), hold.clone())
+        .await
+        .unwrap();
+    let weak = Arc::downgrade(&first);
+    drop(first);
+    tokio::time::sleep(window * 10).await;
+    assert_eq!(coalescer.len(), 1, "held while callers are on their way");
+    waiting.store(false, Ordering::SeqCst);
+    tokio::time::sleep(window * 2).await;
+    assert_eq!(coalescer.len(), 0, "dropped once none is");
+    assert!(weak.upgrade().is_none());
+
+    // Callers said to be on their way forever: still dropped at MAX_HOLD.
+    waiting.store(true, Ordering::SeqCst);
+    coalescer
+        .get_held("secret/app", || counted(&calls, Duration::ZERO, Ok(2)), hold)
+        .await
+        .unwrap();
+    tokio::time::sleep(MAX_HOLD - window * 2).await;
+    assert_eq!(coalescer.len(), 1);
+    tokio::time::sleep(window * 3).await;
+    assert_eq!(coalescer.len(), 0, "never kept past MAX_HOLD");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

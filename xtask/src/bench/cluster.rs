@@ -222,7 +222,11 @@ pub async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>
         if resource.is_empty() {
             continue;
         }
-        let what = if subresource.is_empty() { resource } else { format!("{resource}/{subresource}") };
+        let what = if subresource.is_empty() {
+            resource
+        } else {
+            format!("{resource}/{subresource}")
+        };
         let key = format!("{} {what}", label("verb"));
         *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
     }

@@ -155,7 +155,10 @@ pub fn notes(results: &[SizeResult]) -> String {
         for (what, requests) in [
             ("the creates alone", &r.apiserver_creates),
             ("the baseline writes", &r.apiserver_baseline),
-            ("the sync (creates, operator and the benchmark's watch)", &r.apiserver_sync),
+            (
+                "the sync (creates, operator and the benchmark's watch)",
+                &r.apiserver_sync,
+            ),
         ] {
             if !requests.is_empty() {
                 let _ = writeln!(out, "N={n} kube-apiserver requests during {what} (from its metrics):");

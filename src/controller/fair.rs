@@ -148,6 +148,11 @@ impl FairQueue {
         self.members.contains_key(&group)
     }
 
+    /// Whether a VaultSecret of `namespace` is queued.
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace)
+    }
+
     fn unqueued(&mut self, key: &Key) -> Option<Group> {
         let group = self.queued.remove(key)?;
         if let Some(count) = self.members.get_mut(&group) {
@@ -226,11 +231,16 @@ impl Fair {
         state.handed.remove(key);
     }
 
-    /// Whether VaultSecrets that read what `vs` reads wait for a turn: a KV read `vs` makes is
-    /// kept for them ([`crate::vault::kv`]).
+    /// Whether VaultSecrets that may read what `vs` reads wait for a turn — of its group, or of
+    /// its namespace while that namespace has a backlog (a bulk still arriving brings more of the
+    /// group): a KV read `vs` makes is kept for them ([`crate::vault::kv`]).
     pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> crate::vault::kv::Hold {
         let (fair, group) = (self.clone(), read_group(vs));
-        Some(Arc::new(move || fair.state.lock().queue.has(group)))
+        let namespace = vs.metadata.namespace.clone().unwrap_or_default();
+        Some(Arc::new(move || {
+            let state = fair.state.lock();
+            state.queue.has(group) || state.queue.has_namespace(&namespace)
+        }))
     }
 
     /// A sync of `key` starts (whatever triggered it); the turn ends when the guard drops.
@@ -377,6 +387,10 @@ mod tests {
         assert!(!queue.has(1) || queue.len() == 1, "one left");
         assert_eq!(drain(&mut queue), ["b/1"]);
         assert!(!queue.has(1), "no member of group 1 queued");
+        assert!(!queue.has_namespace("a") && !queue.has_namespace("b"));
+        queue.push(key("c", "x"), 3);
+        assert!(queue.has_namespace("c") && queue.has(3));
+        assert_eq!(drain(&mut queue), ["c/x"]);
         queue.push(key("a", "gone"), 1);
         assert_eq!(names(queue.pop()), ["a/gone"], "queued again after removal");
     }

@@ -9,7 +9,7 @@ use super::error::Result;
 use super::tracker::Asked;
 use super::{Context, connection, identity, leases};
 use crate::api::VaultSecret;
-use crate::vault;
+use crate::vault::{self, Connection};
 
 /// A deleted VaultSecret that holds the lease finalizer: revokes its leases, then lets it go.
 pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
@@ -18,10 +18,23 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
     }
     let key = ObjectRef::from_obj(vs);
     let attempt = ctx.tracker.failures(&key) + 1;
-    let place = connection::place(vs, &ctx.settings);
-    let handle = session(vs, ctx).await;
-    let client = handle.as_ref().map(|h| h.client.as_ref());
-    match leases::finalize(vs, ctx, place, client, attempt).await {
+    let conn = match connection::resolve(vs, ctx).await {
+        Ok(conn) => Ok(conn),
+        // The CA Secret may be gone with its namespace: where the leases are, with the default CA.
+        Err(e) => connection::place(vs, &ctx.settings)
+            .map(|(address, namespace)| Connection {
+                address,
+                namespace,
+                ca_pem: None,
+            })
+            .map_err(|_| e),
+    };
+    let handle = match &conn {
+        Ok(conn) => session(vs, ctx, conn).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let client = handle.as_ref().map(|h| h.client.as_ref()).map_err(String::as_str);
+    match leases::finalize(vs, ctx, conn.as_ref(), client, attempt).await {
         Ok(()) => Ok(Action::await_change()),
         Err(e) => {
             tracing::info!(reason = e.reason(), "{e}");
@@ -34,10 +47,9 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
 }
 
 /// An authenticated client for `vs`.
-async fn session(vs: &VaultSecret, ctx: &Context) -> Result<vault::Handle> {
-    let conn = connection::resolve(vs, ctx).await?;
+async fn session(vs: &VaultSecret, ctx: &Context, conn: &Connection) -> Result<vault::Handle> {
     let kube = identity::Kube::new(vs, ctx);
     let resolved = identity::resolve(vs, &kube).await?;
-    let (handle, _) = ctx.vault.get(&conn, &resolved.identity, &resolved.credential).await?;
+    let (handle, _) = ctx.vault.get(conn, &resolved.identity, &resolved.credential).await?;
     Ok(handle)
 }

@@ -41,6 +41,10 @@ pub struct Owed {
     /// Its Vault namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The PEM CA the VaultSecret trusted the address with (`spec.vault.caSecretRef`), when not
+    /// the operator's own (a CA certificate is public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
     /// [`token_ref`] of the token that issued it (empty when its status did not say).
     pub token: String,
     /// After this, Vault has revoked it on its own.
@@ -234,12 +238,22 @@ async fn token(ctx: &Context, reference: &str) -> Option<String> {
     }
 }
 
+/// Where to revoke `owed`: its address if still allowed, trusted with the CA recorded with it or
+/// else as the operator trusts that address.
+fn connection(settings: &crate::controller::Settings, owed: &Owed) -> Option<vault::Connection> {
+    let mut conn = release::connection(settings, &owed.address, owed.namespace.clone())?;
+    if let Some(ca) = &owed.ca {
+        conn.ca_pem = Some(std::sync::Arc::from(ca.as_bytes()));
+    }
+    Some(conn)
+}
+
 /// One attempt at revoking `owed` with `token`, the one that issued it if still known.
 async fn attempt(ctx: &Context, owed: &Owed, token: Option<String>) -> Outcome {
     if owed.expiry <= Timestamp::now() {
         return Outcome::Moot("the lease expired");
     }
-    let Some(conn) = release::connection(&ctx.settings, &owed.address, owed.namespace.clone()) else {
+    let Some(conn) = connection(&ctx.settings, owed) else {
         return Outcome::Abandoned(format!("its address {} is no longer allowed", owed.address));
     };
     let Some(token) = token else {
@@ -310,6 +324,7 @@ mod tests {
             lease: "database/creds/app/AbC".into(),
             address: "https://bao:8200/".into(),
             namespace: None,
+            ca: None,
             token: "0123456789abcdef".into(),
             expiry: "2026-12-07T10:00:00Z".parse().unwrap(),
             object: "shop/db".into(),
@@ -324,5 +339,36 @@ mod tests {
         assert_eq!(k.len(), 24);
         assert!(k.chars().all(|c| c.is_ascii_hexdigit()), "{k}");
         assert_ne!(k, key("database/creds/app/AbD"));
+    }
+
+    #[test]
+    fn a_retry_trusts_the_address_with_the_recorded_ca_and_only_an_allowed_address() {
+        let settings = crate::controller::Settings {
+            vault_address: Some(vault::parse_address("https://vault.example:8200").unwrap()),
+            vault_ca_pem: Some(std::sync::Arc::from(&b"operator CA"[..])),
+            allowed_vault_addresses: vec![vault::parse_address("https://team-vault.example:8200").unwrap()],
+            ..crate::controller::Settings::for_tests()
+        };
+        let owed = |address: &str, ca: Option<&str>| Owed {
+            lease: "pki/issue/web/1".into(),
+            address: address.into(),
+            namespace: Some("team".into()),
+            ca: ca.map(Into::into),
+            token: String::new(),
+            expiry: "2026-12-07T10:00:00Z".parse().unwrap(),
+            object: "shop/web".into(),
+        };
+        let team = "https://team-vault.example:8200/";
+        let conn = connection(&settings, &owed(team, Some("team CA"))).unwrap();
+        assert_eq!(conn.ca_pem.as_deref(), Some(&b"team CA"[..]));
+        assert_eq!(conn.namespace.as_deref(), Some("team"));
+        let conn = connection(&settings, &owed(team, None)).unwrap();
+        assert_eq!(conn.ca_pem, None, "the system roots, as for any other address");
+        let conn = connection(&settings, &owed("https://vault.example:8200/", None)).unwrap();
+        assert_eq!(conn.ca_pem.as_deref(), Some(&b"operator CA"[..]));
+        assert!(
+            connection(&settings, &owed("https://elsewhere.example:8200/", Some("x"))).is_none(),
+            "a recorded CA never makes an address allowed"
+        );
     }
 }

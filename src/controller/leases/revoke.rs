@@ -134,8 +134,8 @@ fn all_leases(status: &VaultSecretStatus) -> Vec<(String, Option<String>, Timest
 pub async fn finalize(
     vs: &VaultSecret,
     ctx: &Context,
-    place: Result<(url::Url, Option<String>)>,
-    client: std::result::Result<&VaultClient, &Error>,
+    place: std::result::Result<&vault::Connection, &Error>,
+    client: std::result::Result<&VaultClient, &str>,
     attempt: u32,
 ) -> Result<()> {
     let status = vs.status.clone().unwrap_or_default();
@@ -162,13 +162,20 @@ pub async fn finalize(
     }
     if !later.is_empty() {
         match &place {
-            Ok((address, namespace)) => {
+            Ok(conn) => {
+                // The CA the VaultSecret named, so the retry trusts the server as the sync did.
+                let ca = conn
+                    .ca_pem
+                    .as_deref()
+                    .filter(|pem| ctx.settings.vault_ca_pem.as_deref() != Some(*pem))
+                    .map(|pem| String::from_utf8_lossy(pem).into_owned());
                 let owed: Vec<Owed> = later
                     .iter()
                     .map(|(lease, token, expiry, _)| Owed {
                         lease: lease.clone(),
-                        address: address.to_string(),
-                        namespace: namespace.clone(),
+                        address: conn.address.to_string(),
+                        namespace: conn.namespace.clone(),
+                        ca: ca.clone(),
                         token: token.clone().unwrap_or_default(),
                         expiry: *expiry,
                         object: object.clone(),

@@ -16,9 +16,19 @@ pub struct BenchArgs {
     /// Distinct KV paths the VaultSecrets read.
     #[arg(long, default_value_t = 300)]
     pub paths: usize,
-    /// Namespaces the VaultSecrets are spread over (all use the operator's own token for now).
+    /// Namespaces the VaultSecrets are spread over; with `--kubernetes-auth`, one Vault identity
+    /// each.
     #[arg(long, default_value_t = 4)]
     pub identities: usize,
+    /// Give each namespace its own Kubernetes-auth identity (a ServiceAccount and an OpenBao role)
+    /// instead of the operator's own token: logins are then measured, and distinct pairs are
+    /// (namespace, path) pairs.
+    #[arg(long)]
+    pub kubernetes_auth: bool,
+    /// Start the operator with `--watch-namespaces` naming the benchmark's namespaces (one watch
+    /// each) instead of watching all namespaces.
+    #[arg(long)]
+    pub watch_namespaces: bool,
     /// Length of the idle window after everything is Ready, seconds (no idle window when a
     /// refresh cycle is observed).
     #[arg(long, default_value_t = 60)]
@@ -119,6 +129,12 @@ pub fn command_line(args: &BenchArgs) -> String {
     );
     if args.interval != "1h" {
         line.push_str(&format!(" --interval {}", args.interval));
+    }
+    if args.kubernetes_auth {
+        line.push_str(" --kubernetes-auth");
+    }
+    if args.watch_namespaces {
+        line.push_str(" --watch-namespaces");
     }
     if args.image {
         line.push_str(" --image");

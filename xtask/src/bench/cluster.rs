@@ -53,8 +53,13 @@ pub fn namespace_of(prefix: &str, i: usize, namespaces: usize) -> String {
     format!("{prefix}-{}", i % namespaces.max(1))
 }
 
-/// A VaultSecret reading KV v2 `secret/{path}`, refreshed every `interval` (a Go duration).
-pub fn vault_secret(name: &str, ns: &str, path: &str, interval: &str) -> Result<DynamicObject> {
+/// The ServiceAccount of each namespace's Kubernetes-auth identity (`--kubernetes-auth`); its
+/// OpenBao role is named after the namespace.
+pub const SERVICE_ACCOUNT: &str = "bench";
+
+/// A VaultSecret reading KV v2 `secret/{path}`, refreshed every `interval` (a Go duration); with
+/// `kubernetes_auth`, as its namespace's own identity instead of the operator's token.
+pub fn vault_secret(name: &str, ns: &str, path: &str, interval: &str, kubernetes_auth: bool) -> Result<DynamicObject> {
     let mut obj = DynamicObject::new(name, &vault_secret_resource()).within(ns);
     obj.metadata.labels = Some(BTreeMap::from([(LABEL.to_owned(), "1".to_owned())]));
     obj.data = json!({
@@ -63,7 +68,23 @@ pub fn vault_secret(name: &str, ns: &str, path: &str, interval: &str) -> Result<
             "refresh": { "interval": interval },
         }
     });
+    if kubernetes_auth {
+        obj.data["spec"]["auth"] = json!({
+            "kubernetes": { "role": ns, "serviceAccountName": SERVICE_ACCOUNT }
+        });
+    }
     Ok(obj)
+}
+
+/// Creates ServiceAccount [`SERVICE_ACCOUNT`] in `ns`.
+pub async fn create_service_account(client: &Client, ns: &str) -> Result<()> {
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": SERVICE_ACCOUNT } }))?;
+    Api::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .with_context(|| format!("creating ServiceAccount {ns}/{SERVICE_ACCOUNT}"))?;
+    Ok(())
 }
 
 /// The KV path (under the `secret` mount) of the `i`th of the bulk objects.
@@ -79,13 +100,13 @@ pub async fn create_bulk(
     n: usize,
     namespaces: usize,
     paths: usize,
-    interval: &str,
+    (interval, kubernetes_auth): (&str, bool),
 ) -> Result<Duration> {
     let started = Instant::now();
     stream::iter(0..n)
         .map(|i| async move {
             let ns = namespace_of(prefix, i, namespaces);
-            let obj = vault_secret(&format!("vs-{i}"), &ns, &bulk_path(i, paths), interval)?;
+            let obj = vault_secret(&format!("vs-{i}"), &ns, &bulk_path(i, paths), interval, kubernetes_auth)?;
             vault_secrets(client, &ns)
                 .create(&PostParams::default(), &obj)
                 .await

@@ -147,7 +147,7 @@ pub async fn observe(s: Setup<'_>) -> Result<Cycle> {
         }
         if Instant::now() >= next_probe {
             let name = format!("cycle-{}", sent.len());
-            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, PROBE_PATH, &args.interval)?;
+            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, PROBE_PATH, &args.interval, false)?;
             let at = Instant::now();
             api.create(&PostParams::default(), &obj).await?;
             sent.push((format!("{PROBE_NAMESPACE}/{name}"), at));

@@ -59,9 +59,11 @@ fn section(kind: Kind, results: &[SizeResult]) -> String {
         let namespaces: Vec<String> = namespaces.into_iter().collect();
         let _ = writeln!(
             md,
-            "- Workload: N VaultSecrets over {} namespaces (column ns) reading {} distinct KV v2 paths, \
-             `refresh.interval: {}`; all with the operator's own token (one Vault identity); the probes in a \
-             namespace of their own.",
+            "- Workload: N VaultSecrets over {} namespaces (column ns; `watched`: the operator ran with \
+             `--watch-namespaces` naming them) reading {} distinct KV v2 paths, `refresh.interval: {}`; \
+             Vault identities in column ids: 1 is the operator's own token for all, otherwise one \
+             Kubernetes-auth identity per namespace (`--kubernetes-auth`); the probes in a namespace of their \
+             own, with the operator's token.",
             namespaces.join(" or "),
             r.paths,
             intervals.join("` or `")
@@ -135,7 +137,7 @@ idle window, or after the refresh cycle — from `/proc/PID/status`.
 and over the idle window.
 - **Vault**: requests in OpenBao's audit log, from the operator's start to all Ready (sync) and \
 during the idle window: KV reads, logins, other. **distinct pairs**: the (identity, path) pairs the \
-N read, the target for KV reads sync.
+N read, the target for KV reads sync; the target for logins is ids.
 - **writes idle**: Secrets and VaultSecrets whose resourceVersion changed during the idle window \
 (expected: 0). `-`: no idle window in that run.
 
@@ -159,11 +161,12 @@ whose resourceVersion changed during the cycle (expected: 0).
 ";
 
 const LIMITS: &str = "\
-- One Vault identity: every VaultSecret uses the operator's own token \
-(`VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES=*`); per-namespace Kubernetes auth identities are not \
-exercised yet, so logins are not measured and distinct pairs = paths.
-- The baseline does two writes per object; the operator also records an Event when it writes a \
-Secret, and its time includes the benchmark's own N creates on the same API server.
+- Without `--kubernetes-auth` every VaultSecret uses the operator's own token \
+(`VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES=*`): one identity, no logins, distinct pairs = paths. With \
+it, each namespace logs in as its own ServiceAccount (TokenRequest, OpenBao's TokenReview), all \
+reading the same paths under one policy.
+- The baseline does the operator's two writes per object; the operator column also includes the \
+benchmark's own N creates on the same API server (see `creates alone s`, and `floor s`).
 - Everything shares the machine's CPUs: the API server, etcd, OpenBao, the operator and the \
 benchmark client. Repeated runs differ noticeably (the baseline at N=1,000 took 3.3 s, 4.5 s and \
 6.9 s in three runs); compare figures from the same run.

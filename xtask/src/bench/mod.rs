@@ -64,6 +64,12 @@ pub struct SizeResult {
     pub n: usize,
     pub paths: usize,
     pub namespaces: usize,
+    /// Each namespace its own Kubernetes-auth identity (else the operator's token for all).
+    #[serde(default)]
+    pub kubernetes_auth: bool,
+    /// The operator watched the benchmark's namespaces only, one watch each.
+    #[serde(default)]
+    pub watch_namespaces: bool,
     /// Baseline: N Secret applies + N status applies, seconds.
     pub baseline_s: f64,
     /// The N VaultSecret creates before the baseline, with no operator running, seconds: the
@@ -112,10 +118,43 @@ impl SizeResult {
         self.creates_alone_s + self.baseline_s
     }
 
-    /// Distinct (identity, path) pairs the N read: one identity (the operator's token), so the
-    /// distinct paths.
+    /// Distinct (identity, path) pairs the N read: with one identity (the operator's token) the
+    /// distinct paths, else the distinct (namespace, path) pairs of the round-robin spread.
     pub fn distinct_pairs(&self) -> usize {
-        self.n.min(self.paths)
+        if !self.kubernetes_auth {
+            return self.n.min(self.paths);
+        }
+        let pairs: std::collections::HashSet<(usize, usize)> = (0..self.n)
+            .map(|i| (i % self.namespaces.max(1), i % self.paths.max(1)))
+            .collect();
+        pairs.len()
+    }
+
+    /// The namespaces column: how many, and whether the operator watched only them.
+    pub fn namespaces_label(&self) -> String {
+        if self.watch_namespaces {
+            format!("{} watched", self.namespaces)
+        } else {
+            self.namespaces.to_string()
+        }
+    }
+
+    /// The run's shape in notes and charts.
+    pub fn label(&self) -> String {
+        format!("{} ({} ns, {} ids)", self.n, self.namespaces_label(), self.identities())
+    }
+
+    /// Vault identities the N use.
+    pub fn identities(&self) -> usize {
+        if self.kubernetes_auth { self.namespaces.min(self.n) } else { 1 }
+    }
+
+    /// The rows a later run of the same shape replaces.
+    fn same_shape(&self, row: &serde_json::Value) -> bool {
+        row["n"] == self.n
+            && row["namespaces"] == self.namespaces
+            && row["kubernetes_auth"].as_bool().unwrap_or(false) == self.kubernetes_auth
+            && row["watch_namespaces"].as_bool().unwrap_or(false) == self.watch_namespaces
     }
 }
 
@@ -170,11 +209,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    rows.retain(|row| {
-        !results
-            .iter()
-            .any(|r| row["n"] == r.n && row["namespaces"] == r.namespaces)
-    });
+    rows.retain(|row| !results.iter().any(|r| r.same_shape(row)));
     rows.extend(
         results
             .iter()
@@ -208,11 +243,12 @@ async fn run_size(
     let namespaces = args.identities.max(1);
     let client = cluster::client(&env.kubeconfig).await?;
     setup(env, &client, args, namespaces).await?;
+    let spec = (args.interval.as_str(), args.kubernetes_auth);
 
     eprintln!("bench[{n}]: baseline ({n} Secret applies + {n} status applies, {CONCURRENCY} at a time)");
     let requests_start = cluster::apiserver_requests(&client).await?;
     let creates_alone =
-        cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, &args.interval).await?;
+        cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, spec).await?;
     let requests_created = cluster::apiserver_requests(&client).await?;
     let cpu_before_baseline = operator::component_cpu(&env.dir);
     let baseline = cluster::baseline(&client, BASELINE_PREFIX, n, namespaces).await?;
@@ -226,7 +262,14 @@ async fn run_size(
     let log = env.dir.join("logs/vaultsync.log");
     let audit_start = audit.mark()?;
     let profile = args.heaptrack.then(|| env.dir.join(format!("heaptrack-{n}.gz")));
-    let mut op = Operator::start(binary, env, &log, profile.as_deref())?;
+    let watch = args.watch_namespaces.then(|| {
+        (0..namespaces)
+            .map(|k| format!("{BULK_PREFIX}-{k}"))
+            .chain([PROBE_NAMESPACE.to_owned()])
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let mut op = Operator::start(binary, env, &log, profile.as_deref(), watch.as_deref())?;
     let cpu_start = op.usage()?.cpu_seconds;
     wait_metrics(&mut op).await?;
     let metrics_start = op.counters()?;
@@ -236,7 +279,7 @@ async fn run_size(
     let requests_before_sync = cluster::apiserver_requests(&client).await?;
     let started = Instant::now();
     let (create, probes) = tokio::join!(
-        cluster::create_bulk(&client, BULK_PREFIX, n, namespaces, args.paths, &args.interval),
+        cluster::create_bulk(&client, BULK_PREFIX, n, namespaces, args.paths, spec),
         probe(&client, &tracker, args, n),
     );
     let create = create?;
@@ -281,6 +324,8 @@ async fn run_size(
         n,
         paths: args.paths,
         namespaces,
+        kubernetes_auth: args.kubernetes_auth,
+        watch_namespaces: args.watch_namespaces,
         baseline_s: baseline.as_secs_f64(),
         creates_alone_s: creates_alone.as_secs_f64(),
         operator_s,
@@ -368,6 +413,14 @@ async fn setup(env: &Env, client: &Client, args: &BenchArgs, namespaces: usize) 
         cluster::create_namespace(client, &format!("{BULK_PREFIX}-{k}")).await?;
     }
     vault::write_paths(env, args.paths)?;
+    if args.kubernetes_auth {
+        eprintln!("bench: {namespaces} Kubernetes-auth identities");
+        for k in 0..namespaces {
+            cluster::create_service_account(client, &format!("{BULK_PREFIX}-{k}")).await?;
+        }
+        let roles: Vec<String> = (0..namespaces).map(|k| format!("{BULK_PREFIX}-{k}")).collect();
+        vault::kubernetes_auth(env, &roles, cluster::SERVICE_ACCOUNT)?;
+    }
     Ok(())
 }
 
@@ -394,7 +447,7 @@ async fn probe(client: &Client, tracker: &ReadyTracker, args: &BenchArgs, n: usi
         if Instant::now() >= next_probe {
             let name = format!("probe-{}", sent.len());
             let path = cluster::bulk_path(sent.len(), args.paths);
-            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, &path, &args.interval)?;
+            let obj = cluster::vault_secret(&name, PROBE_NAMESPACE, &path, &args.interval, false)?;
             let at = Instant::now();
             api.create(&PostParams::default(), &obj).await?;
             sent.push((format!("{PROBE_NAMESPACE}/{name}"), at));

@@ -85,8 +85,9 @@ pub fn build(root: &Path) -> Result<()> {
 
 impl Operator {
     /// Starts `BINARY run` with the operator's own token for every namespace and no leader
-    /// election, logging to `log`; under heaptrack when `profile` names its output.
-    pub fn start(binary: &Path, env: &Env, log: &Path, profile: Option<&Path>) -> Result<Operator> {
+    /// election, logging to `log`; under heaptrack when `profile` names its output; watching
+    /// only `watch` (comma-separated namespaces) when given.
+    pub fn start(binary: &Path, env: &Env, log: &Path, profile: Option<&Path>, watch: Option<&str>) -> Result<Operator> {
         let metrics = free_port()?;
         let log = File::create(log)?;
         let (profiler, preload) = match profile {
@@ -105,6 +106,7 @@ impl Operator {
             .env("VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES", "*")
             .env("VAULTSYNC_METRICS_ADDRESS", metrics.to_string())
             .env("VAULTSYNC_LEADER_ELECTION", "false")
+            .env("VAULTSYNC_WATCH_NAMESPACES", watch.unwrap_or_default())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

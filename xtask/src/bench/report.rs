@@ -39,19 +39,20 @@ fn sync_table(results: &[SizeResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | ns | baseline s | creates alone s | floor s | operator s | ratio to floor | ratio to baseline | probe p50 s \
+        "| N | ns | ids | baseline s | creates alone s | floor s | operator s | ratio to floor | ratio to baseline | probe p50 s \
          | probe p99 s | RSS peak MiB | RSS settled MiB | CPU sync s | CPU idle s | KV reads sync | distinct pairs \
          | logins sync | other Vault sync | Vault idle | Secret writes idle | status writes idle |"
     );
-    let _ = writeln!(out, "|{}", "---:|".repeat(21));
+    let _ = writeln!(out, "|{}", "---:|".repeat(22));
     for r in results {
         // Without an idle window (a refresh run) the idle columns would be misleading zeros.
         let idle = |f: &dyn Fn(&Idle) -> String| r.idle.as_ref().map_or_else(|| "-".to_owned(), f);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
-            r.namespaces,
+            r.namespaces_label(),
+            r.identities(),
             r.baseline_s,
             r.creates_alone_s,
             r.floor_s(),
@@ -128,8 +129,8 @@ pub fn chart(results: &[SizeResult]) -> String {
     for r in results {
         for (label, v) in [("baseline", r.baseline_s), ("operator", r.operator_s)] {
             let bar = "#".repeat(((v / max) * WIDTH).round().max(1.0) as usize);
-            let n = format!("{} ({} ns)", r.n, r.namespaces);
-            let _ = writeln!(out, "N={n:<14} {label:<9} {bar:<50} {v:>7.1} s");
+            let n = r.label();
+            let _ = writeln!(out, "N={n:<24} {label:<9} {bar:<50} {v:>7.1} s");
         }
     }
     out
@@ -139,7 +140,7 @@ pub fn chart(results: &[SizeResult]) -> String {
 pub fn notes(results: &[SizeResult]) -> String {
     let mut out = String::new();
     for r in results {
-        let n = format!("{} ({} ns)", r.n, r.namespaces);
+        let n = r.label();
         let _ = writeln!(out, "N={n} CPU seconds of the environment during the baseline writes:");
         for (k, v) in &r.components_cpu_baseline_s {
             let _ = writeln!(out, "  {k} {v:.2}");

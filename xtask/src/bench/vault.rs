@@ -32,21 +32,84 @@ pub fn password(p: usize) -> String {
 
 /// Writes a new version of KV v2 `secret/{path}` with `password`.
 pub fn write(env: &Env, path: &str, password: &str) -> Result<()> {
+    let body = json!({ "data": { "username": "bench", "password": password } });
+    post(env, &format!("secret/data/{path}"), &body)
+}
+
+/// `POST /v1/{path}` to OpenBao with the root token.
+fn post(env: &Env, path: &str, body: &serde_json::Value) -> Result<()> {
     let addr: SocketAddr = env
         .vault_addr
         .trim_start_matches("http://")
         .parse()
         .context("parsing the OpenBao address")?;
-    let body = json!({ "data": { "username": "bench", "password": password } });
     let response = http::request(
         addr,
         "POST",
-        &format!("/v1/secret/data/{path}"),
+        &format!("/v1/{path}"),
         Some(&env.vault_token),
         Some(&body.to_string()),
     )?;
     if response.status / 100 != 2 {
-        bail!("writing secret/{path}: HTTP {}", response.status);
+        bail!("writing {path}: HTTP {}", response.status);
+    }
+    Ok(())
+}
+
+/// The ServiceAccount OpenBao reviews tokens with, allowed to by `system:auth-delegator`.
+const REVIEWER: &str = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: vault-reviewer, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: vault-reviewer-auth-delegator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: ServiceAccount, name: vault-reviewer, namespace: kube-system}]
+";
+
+/// Kubernetes auth in OpenBao and one role per entry of `roles`, each for ServiceAccount
+/// `service_account` of the namespace of the same name, reading the bench paths.
+pub fn kubernetes_auth(env: &Env, roles: &[String], service_account: &str) -> Result<()> {
+    let manifest = env.dir.join("bench-reviewer.yaml");
+    std::fs::write(&manifest, REVIEWER)?;
+    let kubectl = |args: &[&str]| -> Result<String> {
+        let out = env.kubectl().args(args).output()?;
+        if !out.status.success() {
+            bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
+    let reviewer_jwt = kubectl(&["create", "token", "vault-reviewer", "-n", "kube-system", "--duration=24h"])?;
+    post(env, "sys/auth/kubernetes", &json!({ "type": "kubernetes" }))?;
+    post(
+        env,
+        "auth/kubernetes/config",
+        &json!({
+            "kubernetes_host": env.api_server_url(),
+            "kubernetes_ca_cert": env.ca_pem(),
+            "token_reviewer_jwt": reviewer_jwt,
+        }),
+    )?;
+    post(
+        env,
+        "sys/policies/acl/bench-read",
+        &json!({ "policy": "path \"secret/data/bench/*\" { capabilities = [\"read\"] }" }),
+    )?;
+    for role in roles {
+        post(
+            env,
+            &format!("auth/kubernetes/role/{role}"),
+            &json!({
+                "bound_service_account_names": service_account,
+                "bound_service_account_namespaces": role,
+                "audience": "vault",
+                "token_policies": "bench-read",
+                "token_ttl": "1h",
+            }),
+        )?;
     }
     Ok(())
 }

@@ -140,6 +140,9 @@ during the idle window: KV reads, logins, other. **distinct pairs**: the (identi
 N read, the target for KV reads sync; the target for logins is ids.
 - **writes idle**: Secrets and VaultSecrets whose resourceVersion changed during the idle window \
 (expected: 0). `-`: no idle window in that run.
+- **restart**: after the idle window the operator is killed and a new process started; seconds until \
+its syncs count reaches N plus the probes (every VaultSecret re-checked), and the logins, KV reads and \
+Secret + status writes meanwhile (expected: logins ≤ ids, reads ≤ distinct pairs, no writes).
 
 Refresh-cycle runs (`--interval` of at most 10 minutes; no idle window): once all N are Ready, the \
 value of one path is changed and one cycle — the interval plus 15 % — is observed.

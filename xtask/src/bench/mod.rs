@@ -52,6 +52,17 @@ pub struct Idle {
     pub status_writes: u64,
 }
 
+/// The figures of an operator restart after the idle window: a new process re-checks every
+/// VaultSecret (expected: logins ≤ identities, KV reads ≤ distinct pairs, no writes).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Restart {
+    /// From the new process's start to every VaultSecret re-checked, seconds.
+    pub seconds: f64,
+    pub vault: Requests,
+    pub secret_writes: u64,
+    pub status_writes: u64,
+}
+
 /// The figures of one size.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SizeResult {
@@ -109,6 +120,9 @@ pub struct SizeResult {
     pub idle: Option<Idle>,
     /// The refresh cycle (refresh runs).
     pub cycle: Option<Cycle>,
+    /// The restart after the idle window (sync runs).
+    #[serde(default)]
+    pub restart: Option<Restart>,
 }
 
 impl SizeResult {
@@ -146,7 +160,11 @@ impl SizeResult {
 
     /// Vault identities the N use.
     pub fn identities(&self) -> usize {
-        if self.kubernetes_auth { self.namespaces.min(self.n) } else { 1 }
+        if self.kubernetes_auth {
+            self.namespaces.min(self.n)
+        } else {
+            1
+        }
     }
 
     /// The rows a later run of the same shape replaces.
@@ -247,8 +265,7 @@ async fn run_size(
 
     eprintln!("bench[{n}]: baseline ({n} Secret applies + {n} status applies, {CONCURRENCY} at a time)");
     let requests_start = cluster::apiserver_requests(&client).await?;
-    let creates_alone =
-        cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, spec).await?;
+    let creates_alone = cluster::create_bulk(&client, BASELINE_PREFIX, n, namespaces, args.paths, spec).await?;
     let requests_created = cluster::apiserver_requests(&client).await?;
     let cpu_before_baseline = operator::component_cpu(&env.dir);
     let baseline = cluster::baseline(&client, BASELINE_PREFIX, n, namespaces).await?;
@@ -313,6 +330,21 @@ async fn run_size(
     };
     op.check_alive()?;
     let settled = op.usage()?;
+    let restart = match idle {
+        Some(_) => {
+            drop(op);
+            let total = n + probes.len();
+            let start = RestartStart {
+                env,
+                client: &client,
+                audit: &audit,
+                binary,
+                watch: watch.as_deref(),
+            };
+            Some(restart(start, namespaces, total).await?)
+        }
+        None => None,
+    };
 
     let mut sorted = probes.clone();
     sorted.sort_by(f64::total_cmp);
@@ -347,6 +379,60 @@ async fn run_size(
         apiserver_sync: operator::counter_delta(&requests_before_sync, &requests_ready),
         idle,
         cycle,
+        restart,
+    })
+}
+
+/// What a restart needs of the run.
+struct RestartStart<'a> {
+    env: &'a Env,
+    client: &'a Client,
+    audit: &'a AuditLog,
+    binary: &'a std::path::Path,
+    watch: Option<&'a str>,
+}
+
+/// Starts a new operator process (the old one is gone) and measures its re-check of all `total`
+/// VaultSecrets: until its syncs count reaches `total`.
+async fn restart(run: RestartStart<'_>, namespaces: usize, total: usize) -> Result<Restart> {
+    eprintln!("bench: restarting the operator; waiting for it to re-check all {total}");
+    let watched: Vec<String> = (0..namespaces)
+        .map(|k| format!("{BULK_PREFIX}-{k}"))
+        .chain([PROBE_NAMESPACE.to_owned()])
+        .collect();
+    let versions_before = cluster::resource_versions(run.client, &watched).await?;
+    let audit_start = run.audit.mark()?;
+    let log = run.env.dir.join("logs/vaultsync-restarted.log");
+    let started = Instant::now();
+    let mut op = Operator::start(run.binary, run.env, &log, None, run.watch)?;
+    loop {
+        op.check_alive()?;
+        let syncs: f64 = op
+            .counters()
+            .unwrap_or_default()
+            .iter()
+            .filter(|(k, _)| k.starts_with("vaultsync_syncs_total{"))
+            .map(|(_, v)| v)
+            .sum();
+        if syncs >= total as f64 {
+            break;
+        }
+        if started.elapsed() > SYNC_TIMEOUT {
+            bail!("the restarted operator re-checked {syncs} of {total} within {SYNC_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Writes, if any, land just after the sync that makes them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let vault = run.audit.count(audit_start, run.audit.mark()?)?;
+    let versions_after = cluster::resource_versions(run.client, &watched).await?;
+    let (secret_writes, status_writes) = cluster::changed(&versions_before, &versions_after);
+    Ok(Restart {
+        seconds,
+        vault,
+        secret_writes,
+        status_writes,
     })
 }
 

@@ -87,7 +87,13 @@ impl Operator {
     /// Starts `BINARY run` with the operator's own token for every namespace and no leader
     /// election, logging to `log`; under heaptrack when `profile` names its output; watching
     /// only `watch` (comma-separated namespaces) when given.
-    pub fn start(binary: &Path, env: &Env, log: &Path, profile: Option<&Path>, watch: Option<&str>) -> Result<Operator> {
+    pub fn start(
+        binary: &Path,
+        env: &Env,
+        log: &Path,
+        profile: Option<&Path>,
+        watch: Option<&str>,
+    ) -> Result<Operator> {
         let metrics = free_port()?;
         let log = File::create(log)?;
         let (profiler, preload) = match profile {

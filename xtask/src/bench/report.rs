@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use super::cycle::Cycle;
-use super::{Idle, Kind, SizeResult};
+use super::{Idle, Kind, Restart, SizeResult};
 
 /// One line per size as soon as it is measured.
 pub fn print_row(r: &SizeResult) {
@@ -41,15 +41,17 @@ fn sync_table(results: &[SizeResult]) -> String {
         out,
         "| N | ns | ids | baseline s | creates alone s | floor s | operator s | ratio to floor | ratio to baseline | probe p50 s \
          | probe p99 s | RSS peak MiB | RSS settled MiB | CPU sync s | CPU idle s | KV reads sync | distinct pairs \
-         | logins sync | other Vault sync | Vault idle | Secret writes idle | status writes idle |"
+         | logins sync | other Vault sync | Vault idle | Secret writes idle | status writes idle \
+         | restart s | restart logins | restart KV reads | restart writes |"
     );
-    let _ = writeln!(out, "|{}", "---:|".repeat(22));
+    let _ = writeln!(out, "|{}", "---:|".repeat(26));
     for r in results {
         // Without an idle window (a refresh run) the idle columns would be misleading zeros.
         let idle = |f: &dyn Fn(&Idle) -> String| r.idle.as_ref().map_or_else(|| "-".to_owned(), f);
+        let restart = |f: &dyn Fn(&Restart) -> String| r.restart.as_ref().map_or_else(|| "-".to_owned(), f);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
             r.namespaces_label(),
             r.identities(),
@@ -72,6 +74,10 @@ fn sync_table(results: &[SizeResult]) -> String {
             idle(&|i| (i.vault.kv_reads + i.vault.logins + i.vault.other).to_string()),
             idle(&|i| i.secret_writes.to_string()),
             idle(&|i| i.status_writes.to_string()),
+            restart(&|x| format!("{:.1}", x.seconds)),
+            restart(&|x| x.vault.logins.to_string()),
+            restart(&|x| x.vault.kv_reads.to_string()),
+            restart(&|x| (x.secret_writes + x.status_writes).to_string()),
         );
     }
     out

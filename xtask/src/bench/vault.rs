@@ -82,7 +82,14 @@ pub fn kubernetes_auth(env: &Env, roles: &[String], service_account: &str) -> Re
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
-    let reviewer_jwt = kubectl(&["create", "token", "vault-reviewer", "-n", "kube-system", "--duration=24h"])?;
+    let reviewer_jwt = kubectl(&[
+        "create",
+        "token",
+        "vault-reviewer",
+        "-n",
+        "kube-system",
+        "--duration=24h",
+    ])?;
     post(env, "sys/auth/kubernetes", &json!({ "type": "kubernetes" }))?;
     post(
         env,

@@ -4,6 +4,7 @@ pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod controller;
+pub mod crashpoint;
 pub mod events;
 pub mod hash;
 pub mod http;

@@ -145,6 +145,7 @@ async fn record(
         read.book.abandon(&read.handle.client, ctx).await;
         return Err(e);
     }
+    crate::crashpoint::at(crate::crashpoint::Step::AfterStatus);
     Ok(Recorded {
         pending,
         written: Some(status),
@@ -174,6 +175,9 @@ async fn apply(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, read: &mut 
         &shaped.env_skipped,
     )
     .await?;
+    if !written.unchanged {
+        crate::crashpoint::at(crate::crashpoint::Step::AfterSecret);
+    }
     destination::remove_renamed(vs, &target.secrets, &name).await?;
     Ok(Applied {
         name,

@@ -135,6 +135,22 @@ impl Row {
         row
     }
 
+    /// Arms the operator's crash point `step`: it aborts the next time it gets there (and is
+    /// started again by the churn, as its Deployment would).
+    pub fn arm_crash(&self, step: vaultsync::crashpoint::Step) {
+        let file = crash_file(self.env, self.name);
+        std::fs::write(file, step.name()).expect("arm the crash point");
+    }
+
+    /// Whether the armed crash point was reached (the operator removes the file as it aborts);
+    /// disarms it.
+    pub fn crashed(&self) -> bool {
+        let file = crash_file(self.env, self.name);
+        let reached = !file.exists();
+        let _ = std::fs::remove_file(file);
+        reached
+    }
+
     /// Starts the operator again after it died (as its Deployment would).
     pub fn restart_operator(&mut self) {
         self.operator = start_operator(self.env, self.name, &self.ns, &self.proxy);
@@ -598,14 +614,24 @@ fn children(pid: u32) -> Vec<u32> {
 fn start_operator(env: &Env, name: &'static str, ns: &str, proxy: &Proxy) -> Replica {
     let address = format!("http://{}", proxy.addr);
     let lease = format!("faults-{name}");
+    let crash_file = crash_file(env, name);
     start_replica_with(
         env,
         name,
         ns,
         &lease,
         &env.kubeconfig,
-        &[("VAULTSYNC_VAULT_ADDRESS", &address), ("VAULTSYNC_VAULT_TIMEOUT", "5s")],
+        &[
+            ("VAULTSYNC_VAULT_ADDRESS", &address),
+            ("VAULTSYNC_VAULT_TIMEOUT", "5s"),
+            ("VAULTSYNC_CRASH_FILE", &crash_file.to_string_lossy()),
+        ],
     )
+}
+
+/// The file that arms the operator's crash points (`vaultsync::crashpoint`) in row `name`.
+fn crash_file(env: &Env, name: &str) -> std::path::PathBuf {
+    env.dir.join(format!("crash-{name}"))
 }
 
 impl Verdict {

@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use xtask::{Component, Env};
 
 use harness::{Row, Verdict};
+use vaultsync::crashpoint::Step;
 
 /// One fault at a time.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -174,6 +175,58 @@ async fn operator_killed() {
         },
         async |_| {},
         Expect::AllHold,
+    )
+    .await;
+}
+
+/// The operator aborted at `step` of a rotation (a debug-build crash point), once.
+async fn crash_at(name: &'static str, fault: &str, step: Step) {
+    row(
+        name,
+        fault,
+        async |r| r.arm_crash(step),
+        async |r| assert!(r.crashed(), "the operator never reached {}", step.name()),
+        Expect::AllHold,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn operator_crashed_after_issue() {
+    crash_at(
+        "crash-issue",
+        "operator crashed after Vault issued (before the status records it)",
+        Step::AfterIssue,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn operator_crashed_after_status() {
+    crash_at(
+        "crash-status",
+        "operator crashed after the status record (before the Secret write)",
+        Step::AfterStatus,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn operator_crashed_after_secret() {
+    crash_at(
+        "crash-secret",
+        "operator crashed after the Secret write (before Ready and the restart)",
+        Step::AfterSecret,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn operator_crashed_during_revocation() {
+    crash_at(
+        "crash-revoke",
+        "operator crashed during revocation (revoked, not yet removed from the status)",
+        Step::DuringRevoke,
     )
     .await;
 }

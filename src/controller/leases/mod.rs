@@ -285,6 +285,7 @@ impl Book {
         ctx: &Context,
     ) -> Result<Obtained> {
         let issued = vault::observe(&ctx.metrics, "issue", request::issue(&handle.client, source)).await?;
+        crate::crashpoint::at(crate::crashpoint::Step::AfterIssue);
         tracing::info!(
             source = name,
             lease = issued.lease_id,

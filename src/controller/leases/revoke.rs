@@ -66,11 +66,14 @@ pub async fn revoke_due(
             continue;
         }
         match revoke(client, &entry.lease_id, ctx).await {
-            Ok(()) => tracing::info!(
-                source = entry.source,
-                lease = entry.lease_id,
-                "revoked superseded lease"
-            ),
+            Ok(()) => {
+                crate::crashpoint::at(crate::crashpoint::Step::DuringRevoke);
+                tracing::info!(
+                    source = entry.source,
+                    lease = entry.lease_id,
+                    "revoked superseded lease"
+                );
+            }
             Err(e) if entry.expiry.0 <= now => {
                 tracing::info!(lease = entry.lease_id, error = %e, "superseded lease expired before it could be revoked")
             }

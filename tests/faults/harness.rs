@@ -577,7 +577,7 @@ impl Row {
         let restarts: usize = seen.restarts.values().map(|v| v.len().saturating_sub(1)).sum();
         let exits = match self.exits {
             0 => String::new(),
-            n => format!("; the operator exited {n} time(s) (Lease not renewed) and was started again"),
+            n => format!("; the operator exited {n} time(s) and was started again"),
         };
         let activity = format!(
             "{versions} new Secret versions, {} database leases and {} certificates issued, {restarts} restarts{exits}",

@@ -71,11 +71,17 @@ struct Namespace {
 
 /// The VaultSecrets waiting for a turn: namespaces take turns round-robin; a turn hands out the
 /// namespace's oldest group, up to [`BATCH`] of it, so VaultSecrets that read the same are synced
-/// together and share their reads. A VaultSecret is queued at most once.
+/// together and share their reads. A namespace that had nothing queued takes its first turn before
+/// the namespaces that are working through a backlog (as a new flow in FQ-CoDel): a team applying
+/// one VaultSecret waits for one turn, not one turn of each of a thousand busy namespaces. A
+/// VaultSecret is queued at most once.
 #[derive(Default)]
 pub struct FairQueue {
     namespaces: HashMap<String, Namespace>,
-    /// The namespaces with something queued, in the order of their next turn (not the current one).
+    /// Namespaces that had nothing queued, for their first turn, in order of arrival.
+    fresh: VecDeque<String>,
+    /// The other namespaces with something queued, in the order of their next turn (not the
+    /// current one).
     turns: VecDeque<String>,
     /// The namespace whose turn it is, its group and how many it has had.
     current: Option<(String, Group, usize)>,
@@ -97,7 +103,7 @@ impl FairQueue {
         let is_current = self.current.as_ref().is_some_and(|(n, _, _)| *n == namespace);
         let queue = self.namespaces.entry(namespace.clone()).or_default();
         if queue.order.is_empty() && !is_current {
-            self.turns.push_back(namespace);
+            self.fresh.push_back(namespace);
         }
         let members = queue.groups.entry(group).or_insert_with(|| {
             queue.order.push_back(group);
@@ -121,7 +127,7 @@ impl FairQueue {
                     self.turns.push_back(namespace);
                 }
             }
-            let namespace = self.turns.pop_front()?;
+            let namespace = self.fresh.pop_front().or_else(|| self.turns.pop_front())?;
             let group = *self.namespaces.get(&namespace)?.order.front()?;
             self.current = Some((namespace, group, 0));
         }
@@ -183,6 +189,7 @@ impl FairQueue {
         if queue.order.is_empty() {
             self.namespaces.remove(&namespace);
             self.turns.retain(|n| *n != namespace);
+            self.fresh.retain(|n| *n != namespace);
         }
     }
 
@@ -361,6 +368,26 @@ mod tests {
         let order = drain(&mut queue);
         assert_eq!(order[BATCH], "team/late");
         assert_eq!(order.len(), BATCH + 3);
+    }
+
+    #[test]
+    fn a_namespace_with_nothing_queued_goes_before_the_busy_ones() {
+        let mut queue = FairQueue::default();
+        for ns in 0..100 {
+            for i in 0..3 {
+                queue.push(key(&format!("bulk-{ns}"), &format!("b{i}")), i);
+            }
+        }
+        // Every bulk namespace has had a turn and still has a backlog.
+        for _ in 0..100 {
+            queue.pop();
+        }
+        queue.push(key("team", "new"), 0);
+        assert_eq!(names(queue.pop()), ["team/new"], "not after a hundred busy namespaces");
+        // Back in line once served: it empties and is fresh again next time.
+        queue.push(key("team", "next"), 0);
+        assert_eq!(names(queue.pop()), ["team/next"]);
+        assert_eq!(queue.len(), 200);
     }
 
     #[test]

@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use url::Url;
 
 pub use crate::backoff::Backoff;
@@ -175,46 +175,6 @@ where
     }
 }
 
-/// The events of one VaultSecret watch per scope, as one cache's ([`scopes::Merge`]).
-fn vaultsecret_events(
-    client: &Client,
-    scopes: &[scopes::Scope],
-    store: reflector::Store<VaultSecret>,
-) -> impl futures::Stream<Item = watcher::Result<watcher::Event<VaultSecret>>> + Send + use<> {
-    let watches = scopes.iter().map(|scope| {
-        let scope = scope.clone();
-        watcher(
-            scoped::<VaultSecret>(client.clone(), scope.as_deref()),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .map(move |event| (scope.clone(), event))
-        .boxed()
-    });
-    let mut merge = scopes::Merge::new(scopes);
-    futures::stream::select_all(watches).flat_map(move |(scope, event)| {
-        let events = match event {
-            Ok(event) => merge
-                .event(&scope, event, |scope, seen| {
-                    store
-                        .state()
-                        .iter()
-                        .filter(|vs| {
-                            let key = (vs.namespace().unwrap_or_default(), vs.name_any());
-                            scopes::contains(scope, &key.0) && !seen.contains(&key)
-                        })
-                        .map(|vs| (**vs).clone())
-                        .collect()
-                })
-                .into_iter()
-                .map(Ok)
-                .collect(),
-            Err(e) => vec![Err(e)],
-        };
-        futures::stream::iter(events)
-    })
-}
-
 /// Waits until VaultSecrets can be listed in every scope: an operator started before its CRD (or
 /// its RBAC) waits for it, not ready and saying why, rather than exiting into a crash loop.
 async fn wait_until_listable(client: Client, scopes: &[scopes::Scope]) {
@@ -326,7 +286,7 @@ pub async fn run(
     // The VaultSecret watch also tells when one is deleted: its state and metric series go.
     let deleted_ctx = ctx.clone();
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
-    let vaultsecrets = vaultsecret_events(&ctx.client, &scopes, store.clone())
+    let vaultsecrets = scopes::vaultsecret_events(&ctx.client, &scopes, store.clone())
         .modify(slim::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {

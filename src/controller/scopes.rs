@@ -11,8 +11,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kube::ResourceExt;
-use kube::runtime::watcher::Event;
+use futures::StreamExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher::watcher};
+use kube::{Client, ResourceExt};
+
+use crate::api::VaultSecret;
 
 /// A watch's scope: one namespace, or all of them (`None`).
 pub type Scope = Option<String>;
@@ -106,6 +111,46 @@ impl<K: ResourceExt> Merge<K> {
             }
         }
     }
+}
+
+/// The events of one VaultSecret watch per scope, as one cache's ([`Merge`]).
+pub fn vaultsecret_events(
+    client: &Client,
+    scopes: &[Scope],
+    store: Store<VaultSecret>,
+) -> impl futures::Stream<Item = watcher::Result<watcher::Event<VaultSecret>>> + Send + use<> {
+    let watches = scopes.iter().map(|scope| {
+        let scope = scope.clone();
+        watcher(
+            super::scoped::<VaultSecret>(client.clone(), scope.as_deref()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .map(move |event| (scope.clone(), event))
+        .boxed()
+    });
+    let mut merge = Merge::new(scopes);
+    futures::stream::select_all(watches).flat_map(move |(scope, event)| {
+        let events = match event {
+            Ok(event) => merge
+                .event(&scope, event, |scope, seen| {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|vs| {
+                            let key = (vs.namespace().unwrap_or_default(), vs.name_any());
+                            contains(scope, &key.0) && !seen.contains(&key)
+                        })
+                        .map(|vs| (**vs).clone())
+                        .collect()
+                })
+                .into_iter()
+                .map(Ok)
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(events)
+    })
 }
 
 #[cfg(test)]

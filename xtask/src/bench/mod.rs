@@ -132,8 +132,9 @@ impl SizeResult {
         self.creates_alone_s + self.baseline_s
     }
 
-    /// Distinct (identity, path) pairs the N read: with one identity (the operator's token) the
-    /// distinct paths, else the distinct (namespace, path) pairs of the round-robin spread.
+    /// Distinct (identity, path) pairs read: with one identity (the operator's token) the
+    /// distinct paths, else the distinct (namespace, path) pairs of the round-robin spread plus
+    /// the probes' paths, read with the operator's token.
     pub fn distinct_pairs(&self) -> usize {
         if !self.kubernetes_auth {
             return self.n.min(self.paths);
@@ -141,7 +142,7 @@ impl SizeResult {
         let pairs: std::collections::HashSet<(usize, usize)> = (0..self.n)
             .map(|i| (i % self.namespaces.max(1), i % self.paths.max(1)))
             .collect();
-        pairs.len()
+        pairs.len() + self.probes.len().min(self.paths)
     }
 
     /// The namespaces column: how many, and whether the operator watched only them.

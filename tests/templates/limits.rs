@@ -204,17 +204,20 @@ fn the_rendering_process_limits_itself_before_it_reads_its_request() {
         .expect("spawn vaultsync render-templates");
     let limits = format!("/proc/{}/limits", child.id());
     let address_space = format!("Max address space         {}", template::MEMORY_LIMIT);
+    // The last limit it sets (src/template/limits.rs): once it shows, all are set.
+    let file_size = "Max file size             0                    0";
     let started = Instant::now();
     // It waits for its request (stdin stays open) with its limits already set.
     let text = loop {
         let text = std::fs::read_to_string(&limits).expect("read the child's limits");
-        if text.contains(&address_space) || started.elapsed() > Duration::from_secs(10) {
+        if text.contains(file_size) || started.elapsed() > Duration::from_secs(10) {
             break text;
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     drop(child.stdin.take());
     child.wait().expect("wait for the child");
+    assert!(text.contains(file_size), "{text}");
     assert!(text.contains(&address_space), "{text}");
     assert!(
         text.contains("Max cpu time              2                    3"),

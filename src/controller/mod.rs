@@ -139,6 +139,8 @@ pub struct Context {
     siblings: siblings::Siblings,
     /// Fair turns, by namespace, for what the VaultSecret watch brings.
     fair: Arc<fair::Fair>,
+    /// ServiceAccount UIDs read in the last second (identities of Kubernetes-auth logins).
+    service_account_uids: resolve::recent_uids::RecentUids,
 }
 
 impl Context {
@@ -280,6 +282,7 @@ pub async fn run(
         siblings: siblings::Siblings::new(store.clone(), nudge_tx),
         rollouts,
         fair: fair::Fair::new(usize::from(settings.concurrency)),
+        service_account_uids: Default::default(),
         settings,
     });
 

@@ -2,6 +2,8 @@
 //! Every reference (ServiceAccount, credential Secrets) is resolved in the VaultSecret's own
 //! namespace; nothing can point elsewhere.
 
+use std::time::Instant;
+
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
@@ -52,12 +54,18 @@ impl auth::Cluster for Kube<'_> {
 
     async fn service_account_uid(&self, name: &str, field: &str) -> Result<String> {
         let ns = &self.namespace;
+        let uids = &self.ctx.service_account_uids;
+        if let Some(uid) = uids.get(ns, name, Instant::now()) {
+            return Ok(uid);
+        }
         let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), ns);
         let sa = api.get_opt(name).await.map_err(Error::kube("read ServiceAccount"))?;
         let sa = sa.ok_or_else(|| {
             Error::ServiceAccountNotFound(format!("ServiceAccount {name} ({field}) not found in namespace {ns}"))
         })?;
-        Ok(sa.uid().unwrap_or_default())
+        let uid = sa.uid().unwrap_or_default();
+        uids.note(ns, name, &uid, Instant::now());
+        Ok(uid)
     }
 
     async fn service_account_token(&self, spec: TokenRequestSpec<'_>) -> Result<String> {

@@ -290,7 +290,6 @@ pub async fn run(
     let deleted_ctx = ctx.clone();
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let vaultsecrets = scopes::vaultsecret_events(&ctx.client, &scopes, store.clone())
-        .modify(slim::slim_vaultsecret)
         .reflect(vs_writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(vs)) => {

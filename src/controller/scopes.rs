@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher};
@@ -113,44 +114,54 @@ impl<K: ResourceExt> Merge<K> {
     }
 }
 
-/// The events of one VaultSecret watch per scope, as one cache's ([`Merge`]).
+/// The events of one VaultSecret watch per scope, as one cache's ([`Merge`]), each VaultSecret
+/// slimmed ([`super::slim`]) as it arrives: a first listing is held until every scope is listed,
+/// and held whole it cost a restarted operator 1.1 GiB at 100,000. One scope's watch needs no
+/// merging and is passed through.
 pub fn vaultsecret_events(
     client: &Client,
     scopes: &[Scope],
     store: Store<VaultSecret>,
-) -> impl futures::Stream<Item = watcher::Result<watcher::Event<VaultSecret>>> + Send + use<> {
-    let watches = scopes.iter().map(|scope| {
-        let scope = scope.clone();
+) -> BoxStream<'static, watcher::Result<watcher::Event<VaultSecret>>> {
+    let watch = |scope: &Scope| {
         watcher(
             super::scoped::<VaultSecret>(client.clone(), scope.as_deref()),
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
-        .map(move |event| (scope.clone(), event))
-        .boxed()
+        .modify(super::slim::slim_vaultsecret)
+    };
+    if let [scope] = scopes {
+        return watch(scope).boxed();
+    }
+    let watches = scopes.iter().map(|scope| {
+        let scope = scope.clone();
+        watch(&scope).map(move |event| (scope.clone(), event)).boxed()
     });
     let mut merge = Merge::new(scopes);
-    futures::stream::select_all(watches).flat_map(move |(scope, event)| {
-        let events = match event {
-            Ok(event) => merge
-                .event(&scope, event, |scope, seen| {
-                    store
-                        .state()
-                        .iter()
-                        .filter(|vs| {
-                            let key = (vs.namespace().unwrap_or_default(), vs.name_any());
-                            contains(scope, &key.0) && !seen.contains(&key)
-                        })
-                        .map(|vs| (**vs).clone())
-                        .collect()
-                })
-                .into_iter()
-                .map(Ok)
-                .collect(),
-            Err(e) => vec![Err(e)],
-        };
-        futures::stream::iter(events)
-    })
+    futures::stream::select_all(watches)
+        .flat_map(move |(scope, event)| {
+            let events = match event {
+                Ok(event) => merge
+                    .event(&scope, event, |scope, seen| {
+                        store
+                            .state()
+                            .iter()
+                            .filter(|vs| {
+                                let key = (vs.namespace().unwrap_or_default(), vs.name_any());
+                                contains(scope, &key.0) && !seen.contains(&key)
+                            })
+                            .map(|vs| (**vs).clone())
+                            .collect()
+                    })
+                    .into_iter()
+                    .map(Ok)
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(events)
+        })
+        .boxed()
 }
 
 #[cfg(test)]

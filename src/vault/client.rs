@@ -3,7 +3,11 @@
 //! vaultrs's settings builder reads `VAULT_*` from the process environment and panics on a bad
 //! address; the operator must do neither, so the client is assembled field by field here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use url::Url;
 use vaultrs::api::EndpointMiddleware;
@@ -24,8 +28,33 @@ pub fn parse_address(address: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// A vaultrs client for `conn`, authenticated with `token`.
-pub fn build(conn: &Connection, token: &str, timeout: Duration) -> Result<VaultClient> {
+/// Most HTTP clients kept: distinct (address, CA bundle, timeout) triples are few in any real
+/// cluster, but CA bundles come from VaultSecrets; past this many the kept ones are dropped.
+const MAX_HTTP_CLIENTS: usize = 256;
+
+type HttpKey = (Url, Option<Arc<[u8]>>, Duration);
+
+/// The HTTP clients in use, by what shapes them.
+static HTTP_CLIENTS: LazyLock<Mutex<HashMap<HttpKey, reqwest::Client>>> = LazyLock::new(Mutex::default);
+
+/// The HTTP client for `conn`: one per (address, CA bundle, timeout), shared by every token used
+/// there, so each server has one connection pool and one TLS configuration. A token is only a
+/// header of each request ([`EndpointMiddleware`]). With a client per token, 1,000 identities held
+/// 1,000 pools and each login opened a connection of its own.
+fn http_client(conn: &Connection, timeout: Duration) -> Result<reqwest::Client> {
+    let key = (conn.address.clone(), conn.ca_pem.clone(), timeout);
+    if let Some(client) = HTTP_CLIENTS.lock().get(&key) {
+        return Ok(client.clone());
+    }
+    let client = new_http_client(conn, timeout)?;
+    let mut clients = HTTP_CLIENTS.lock();
+    if clients.len() >= MAX_HTTP_CLIENTS {
+        clients.clear();
+    }
+    Ok(clients.entry(key).or_insert(client).clone())
+}
+
+fn new_http_client(conn: &Connection, timeout: Duration) -> Result<reqwest::Client> {
     let mut http = reqwest::ClientBuilder::new().timeout(timeout).connect_timeout(timeout);
     if conn.address.scheme() == "http" {
         // Plain HTTP needs no roots; loading the platform's would only slow start-up.
@@ -38,9 +67,13 @@ pub fn build(conn: &Connection, token: &str, timeout: Duration) -> Result<VaultC
         }
         http = http.tls_certs_only(certs);
     }
-    let http = http
-        .build()
-        .map_err(|_| Error::Config("the HTTP client could not be built".into()))?;
+    http.build()
+        .map_err(|_| Error::Config("the HTTP client could not be built".into()))
+}
+
+/// A vaultrs client for `conn`, authenticated with `token`.
+pub fn build(conn: &Connection, token: &str, timeout: Duration) -> Result<VaultClient> {
+    let http = http_client(conn, timeout)?;
     let settings = VaultClientSettings {
         address: conn.address.clone(),
         ca_certs: Vec::new(),
@@ -100,5 +133,34 @@ mod tests {
             build(&conn, "t", Duration::from_secs(1)),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn tokens_of_one_server_share_its_http_client() {
+        let conn = |address: &str| Connection {
+            address: parse_address(address).unwrap(),
+            namespace: None,
+            ca_pem: None,
+        };
+        let kept = |address: &str| {
+            let address = parse_address(address).unwrap();
+            HTTP_CLIENTS.lock().keys().filter(|k| k.0 == address).count()
+        };
+        let shared = conn("http://shared.client.test:8200");
+        for token in ["one", "two", "three"] {
+            let client = build(&shared, token, Duration::from_secs(7)).unwrap();
+            assert_eq!(client.middle.token, token, "each client sends its own token");
+        }
+        assert_eq!(
+            kept("http://shared.client.test:8200"),
+            1,
+            "one HTTP client for three tokens"
+        );
+        build(&shared, "four", Duration::from_secs(8)).unwrap();
+        assert_eq!(
+            kept("http://shared.client.test:8200"),
+            2,
+            "another timeout is another client"
+        );
     }
 }

@@ -142,7 +142,8 @@ N read, the target for KV reads sync; the target for logins is ids.
 (expected: 0). `-`: no idle window in that run.
 - **restart**: after the idle window the operator is killed and a new process started; seconds until \
 its syncs count reaches N plus the probes (every VaultSecret re-checked), and the logins, KV reads and \
-Secret + status writes meanwhile (expected: logins ≤ ids, reads ≤ distinct pairs, no writes).
+Secret + status writes meanwhile (expected: logins ≤ ids, reads ≤ distinct pairs, no writes), and \
+the new process's highest RSS until then (it lists all N at once).
 
 Refresh-cycle runs (`--interval` of at most 10 minutes; no idle window): once all N are Ready, the \
 value of one path is changed and one cycle — the interval plus 15 % — is observed.

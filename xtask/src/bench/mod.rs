@@ -61,6 +61,10 @@ pub struct Restart {
     pub vault: Requests,
     pub secret_writes: u64,
     pub status_writes: u64,
+    /// Highest RSS of the new process until every VaultSecret was re-checked (its first listing of
+    /// all N at once, where the first process grew with the creates); absent in older rows.
+    #[serde(default)]
+    pub rss_peak_mib: Option<f64>,
 }
 
 /// The figures of one size.
@@ -424,6 +428,7 @@ async fn restart(run: RestartStart<'_>, namespaces: usize, total: usize) -> Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let rss_peak_mib = Some(op.usage()?.hwm_mib);
     // Writes, if any, land just after the sync that makes them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let vault = run.audit.count(audit_start, run.audit.mark()?)?;
@@ -434,6 +439,7 @@ async fn restart(run: RestartStart<'_>, namespaces: usize, total: usize) -> Resu
         vault,
         secret_writes,
         status_writes,
+        rss_peak_mib,
     })
 }
 

@@ -42,16 +42,16 @@ fn sync_table(results: &[SizeResult]) -> String {
         "| N | ns | ids | baseline s | creates alone s | floor s | operator s | ratio to floor | ratio to baseline | probe p50 s \
          | probe p99 s | RSS peak MiB | RSS settled MiB | CPU sync s | CPU idle s | KV reads sync | distinct pairs \
          | logins sync | other Vault sync | Vault idle | Secret writes idle | status writes idle \
-         | restart s | restart logins | restart KV reads | restart writes |"
+         | restart s | restart logins | restart KV reads | restart writes | restart RSS peak MiB |"
     );
-    let _ = writeln!(out, "|{}", "---:|".repeat(26));
+    let _ = writeln!(out, "|{}", "---:|".repeat(27));
     for r in results {
         // Without an idle window (a refresh run) the idle columns would be misleading zeros.
         let idle = |f: &dyn Fn(&Idle) -> String| r.idle.as_ref().map_or_else(|| "-".to_owned(), f);
         let restart = |f: &dyn Fn(&Restart) -> String| r.restart.as_ref().map_or_else(|| "-".to_owned(), f);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
             r.namespaces_label(),
             r.identities(),
@@ -78,6 +78,7 @@ fn sync_table(results: &[SizeResult]) -> String {
             restart(&|x| x.vault.logins.to_string()),
             restart(&|x| x.vault.kv_reads.to_string()),
             restart(&|x| (x.secret_writes + x.status_writes).to_string()),
+            restart(&|x| x.rss_peak_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"))),
         );
     }
     out

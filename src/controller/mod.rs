@@ -341,6 +341,7 @@ pub async fn run(
             }
             janitor_ctx.rollouts.retain(|key| store.get(key).is_some());
             janitor_ctx.vault.prune();
+            janitor_ctx.secrets.forget_gone(Duration::from_secs(600));
         }
     });
     tracing::info!("vaultsync controller started");

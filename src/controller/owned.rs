@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -90,9 +91,23 @@ fn find<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// Namespace → name → metadata.
 type Entries = HashMap<String, HashMap<String, SecretMeta>>;
 
+/// What the watch says of one Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// It exists at this resourceVersion.
+    At(String),
+    /// It was seen deleted (or missing from a relist) and not seen again since.
+    Gone,
+    /// Never seen: not yet delivered by the watch (which lags the operator's own writes), or
+    /// deleted long enough ago to be forgotten ([`OwnedSecrets::forget_gone`]).
+    NotYet,
+}
+
 #[derive(Default)]
 struct State {
     live: Entries,
+    /// Secrets seen deleted, with when: `(namespace, name)`.
+    gone: HashMap<(String, String), Instant>,
     /// Filled during a watch's relist, swapped in for its scope when it completes.
     relists: HashMap<Scope, Entries>,
 }
@@ -108,6 +123,25 @@ impl OwnedSecrets {
         self.read().live.get(namespace)?.get(name).cloned()
     }
 
+    /// What the watch says of Secret `name` in `namespace`: so a Secret not seen yet is not
+    /// taken for one deleted.
+    pub fn seen(&self, namespace: &str, name: &str) -> Seen {
+        let state = self.read();
+        if let Some(meta) = state.live.get(namespace).and_then(|names| names.get(name)) {
+            return Seen::At(meta.resource_version().unwrap_or_default().to_owned());
+        }
+        if state.gone.contains_key(&(namespace.to_owned(), name.to_owned())) {
+            return Seen::Gone;
+        }
+        Seen::NotYet
+    }
+
+    /// Forgets deletions seen longer than `after` ago. By then the deletion has made its owner
+    /// sync (the watch's delete event triggers it).
+    pub fn forget_gone(&self, after: Duration) {
+        self.write().gone.retain(|_, at| at.elapsed() < after);
+    }
+
     /// Secrets known.
     pub fn len(&self) -> usize {
         self.read().live.values().map(HashMap::len).sum()
@@ -117,8 +151,14 @@ impl OwnedSecrets {
     /// scope alone (a relist of one namespace replaces that namespace's entries only).
     pub fn apply(&self, scope: &Scope, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let mut state = self.write();
+        let state = &mut *state;
         match event {
-            watcher::Event::Apply(meta) => insert(&mut state.live, meta),
+            watcher::Event::Apply(meta) => {
+                state
+                    .gone
+                    .remove(&(meta.namespace().unwrap_or_default(), meta.name_any()));
+                insert(&mut state.live, meta);
+            }
             watcher::Event::Delete(meta) => {
                 let namespace = meta.namespace().unwrap_or_default();
                 if let Some(names) = state.live.get_mut(&namespace) {
@@ -127,6 +167,7 @@ impl OwnedSecrets {
                         state.live.remove(&namespace);
                     }
                 }
+                state.gone.insert((namespace, meta.name_any()), Instant::now());
             }
             watcher::Event::Init => {
                 state.relists.insert(scope.clone(), Entries::new());
@@ -134,6 +175,20 @@ impl OwnedSecrets {
             watcher::Event::InitApply(meta) => insert(state.relists.entry(scope.clone()).or_default(), meta),
             watcher::Event::InitDone => {
                 let listed = state.relists.remove(scope).unwrap_or_default();
+                // What the relist no longer has was deleted while the watch was away.
+                let now = Instant::now();
+                for (namespace, names) in &state.live {
+                    if !scopes::contains(scope, namespace) {
+                        continue;
+                    }
+                    let still = listed.get(namespace);
+                    for name in names.keys().filter(|n| !still.is_some_and(|s| s.contains_key(*n))) {
+                        state.gone.insert((namespace.clone(), name.clone()), now);
+                    }
+                }
+                state
+                    .gone
+                    .retain(|(namespace, name), _| !listed.get(namespace).is_some_and(|n| n.contains_key(name)));
                 state.live.retain(|namespace, _| !scopes::contains(scope, namespace));
                 state.live.extend(listed);
             }
@@ -228,6 +283,33 @@ mod tests {
         assert_eq!(cache.get("team-a", "a"), None);
         assert_eq!(cache.get("team-a", "c").unwrap().resource_version(), Some("5"));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_secret_not_seen_yet_is_told_from_one_deleted() {
+        let cache = OwnedSecrets::default();
+        let all = None;
+        assert_eq!(cache.seen("team-a", "a"), Seen::NotYet);
+        cache.apply(&all, &watcher::Event::Apply(secret("a", "1")));
+        assert_eq!(cache.seen("team-a", "a"), Seen::At("1".into()));
+        cache.apply(&all, &watcher::Event::Delete(secret("a", "1")));
+        assert_eq!(cache.seen("team-a", "a"), Seen::Gone);
+        cache.apply(&all, &watcher::Event::Apply(secret("a", "3")));
+        assert_eq!(cache.seen("team-a", "a"), Seen::At("3".into()), "created again");
+
+        // Deleted while the watch was away: missing from the relist.
+        cache.apply(&all, &watcher::Event::Apply(secret("b", "4")));
+        cache.apply(&all, &watcher::Event::Delete(secret("c", "2")));
+        cache.apply(&all, &watcher::Event::Init);
+        cache.apply(&all, &watcher::Event::InitApply(secret("a", "3")));
+        cache.apply(&all, &watcher::Event::InitApply(secret("c", "5")));
+        cache.apply(&all, &watcher::Event::InitDone);
+        assert_eq!(cache.seen("team-a", "b"), Seen::Gone);
+        assert_eq!(cache.seen("team-a", "c"), Seen::At("5".into()), "listed again");
+        assert_eq!(cache.seen("team-b", "b"), Seen::NotYet);
+
+        cache.forget_gone(Duration::ZERO);
+        assert_eq!(cache.seen("team-a", "b"), Seen::NotYet, "forgotten");
     }
 
     #[test]

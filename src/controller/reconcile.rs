@@ -32,12 +32,12 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
     let now = Instant::now();
     let seen = || {
         let ns = vs.namespace().unwrap_or_default();
-        let secret = ctx.secrets.get(&ns, &destination::destination_name(&vs))?;
-        secret.resource_version().map(str::to_owned)
+        ctx.secrets.seen(&ns, &destination::destination_name(&vs))
     };
     let asked = Asked::of(&vs);
-    if let Some(wait) = ctx.tracker.not_due(&key, &asked, seen, now) {
-        return Ok(Action::requeue(wait));
+    match ctx.tracker.not_due(&key, &asked, seen, now) {
+        Ok(wait) => return Ok(Action::requeue(wait)),
+        Err(why) => tracing::debug!(why = why.as_str(), "sync due"),
     }
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
         Ok(interval) => interval,

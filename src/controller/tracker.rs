@@ -8,10 +8,45 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::ObjectRef;
 use parking_lot::Mutex;
 
+use super::owned::Seen;
 use crate::SYNC_REQUESTED_ANNOTATION;
 use crate::api::VaultSecret;
 
 type Key = ObjectRef<VaultSecret>;
+
+/// How long a Secret this operator wrote may stay unseen by the Secret watch before that counts
+/// as a change (the watch lags writes; at 100,000 objects by more than a minute).
+const UNSEEN_GRACE: Duration = Duration::from_secs(300);
+
+/// Why a sync is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Never synced (since this process started), or forgotten.
+    First,
+    /// A new generation or sync request.
+    Asked,
+    /// The refresh deadline (or retry time) passed.
+    Deadline,
+    /// The Secret is not at the version last written: changed by someone else.
+    SecretChanged,
+    /// The Secret was deleted.
+    SecretGone,
+    /// The Secret was written long ago and the watch has still not seen it.
+    SecretUnseen,
+}
+
+impl Due {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Due::First => "first",
+            Due::Asked => "asked",
+            Due::Deadline => "deadline",
+            Due::SecretChanged => "secret changed",
+            Due::SecretGone => "secret deleted",
+            Due::SecretUnseen => "secret unseen",
+        }
+    }
+}
 
 /// What a sync answers: the spec's generation and the last value of
 /// [`SYNC_REQUESTED_ANNOTATION`]. A sync is due at once when either differs from the last sync's.
@@ -56,6 +91,8 @@ struct State {
     asked: Asked,
     /// resourceVersion of the Secret as last written or read.
     secret_version: Option<String>,
+    /// When `secret_version` was recorded.
+    recorded: Instant,
     /// When the next sync is due (refresh deadline or retry).
     next_sync: Instant,
     /// Consecutive failed syncs.
@@ -65,28 +102,40 @@ struct State {
 }
 
 impl Tracker {
-    /// `None` when a sync of `key` is due at `now` — never synced, a new generation or sync
-    /// request (`asked`), the deadline passed, or its Secret is no longer at the version last
-    /// written (`seen` gives the version now) — else how long until it is.
+    /// `Err` with the reason when a sync of `key` is due at `now` — never synced, a new
+    /// generation or sync request (`asked`), the deadline passed, or its Secret is no longer at
+    /// the version last written (`seen` says what the Secret watch has) — else how long until it
+    /// is. A Secret the watch has not delivered yet is not a change, for [`UNSEEN_GRACE`].
     pub fn not_due(
         &self,
         key: &Key,
         asked: &Asked,
-        seen: impl FnOnce() -> Option<String>,
+        seen: impl FnOnce() -> Seen,
         now: Instant,
-    ) -> Option<Duration> {
-        let (next_sync, written) = {
+    ) -> Result<Duration, Due> {
+        let (next_sync, written, recorded) = {
             let inner = self.inner.lock();
-            let state = inner.objects.get(key)?;
-            if state.asked != *asked || now >= state.next_sync {
-                return None;
+            let state = inner.objects.get(key).ok_or(Due::First)?;
+            if state.asked != *asked {
+                return Err(Due::Asked);
             }
-            (state.next_sync, state.secret_version.clone())
+            if now >= state.next_sync {
+                return Err(Due::Deadline);
+            }
+            (state.next_sync, state.secret_version.clone(), state.recorded)
         };
-        if written.is_some() && seen() != written {
-            return None;
+        if let Some(written) = written {
+            match seen() {
+                Seen::At(version) if version == written => {}
+                Seen::At(_) => return Err(Due::SecretChanged),
+                Seen::Gone => return Err(Due::SecretGone),
+                Seen::NotYet if now.saturating_duration_since(recorded) >= UNSEEN_GRACE => {
+                    return Err(Due::SecretUnseen);
+                }
+                Seen::NotYet => {}
+            }
         }
-        Some(next_sync - now)
+        Ok(next_sync - now)
     }
 
     /// Whether `asked` carries a sync request `key` has not answered yet, or a sibling's change
@@ -115,6 +164,7 @@ impl Tracker {
         let state = State {
             asked,
             secret_version,
+            recorded: Instant::now(),
             next_sync,
             failures: 0,
             nudged: false,
@@ -130,10 +180,12 @@ impl Tracker {
         let previous = inner.objects.get(&key);
         let failures = previous.map_or(0, |s| s.failures) + 1;
         let secret_version = previous.and_then(|s| s.secret_version.clone());
+        let recorded = previous.map_or_else(Instant::now, |s| s.recorded);
         let wait = delay(failures);
         let state = State {
             asked,
             secret_version,
+            recorded,
             next_sync: Instant::now() + wait,
             failures,
             nudged: false,
@@ -214,6 +266,10 @@ mod tests {
         ObjectRef::new(name).within("ns")
     }
 
+    fn at(version: &str) -> impl Fn() -> Seen {
+        move || Seen::At(version.to_owned())
+    }
+
     fn asked(generation: i64, requested: Option<&str>) -> Asked {
         Asked {
             generation: Some(generation),
@@ -225,11 +281,10 @@ mod tests {
     fn a_sync_is_due_on_a_new_generation_or_request_a_passed_deadline_or_a_changed_secret() {
         let tracker = Tracker::default();
         let now = Instant::now();
-        let version = || Some("7".to_owned());
+        let version = at("7");
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, None), version, now),
-            None,
-            "never synced"
+            tracker.not_due(&key("a"), &asked(1, None), &version, now),
+            Err(Due::First)
         );
         tracker.succeeded(
             key("a"),
@@ -238,17 +293,17 @@ mod tests {
             now + Duration::from_secs(60),
         );
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, None), version, now),
-            Some(Duration::from_secs(60))
+            tracker.not_due(&key("a"), &asked(1, None), &version, now),
+            Ok(Duration::from_secs(60))
         );
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(2, None), version, now),
-            None,
+            tracker.not_due(&key("a"), &asked(2, None), &version, now),
+            Err(Due::Asked),
             "new generation"
         );
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now),
-            None,
+            tracker.not_due(&key("a"), &asked(1, Some("x")), &version, now),
+            Err(Due::Asked),
             "a sync request"
         );
         assert!(tracker.requested(&key("a"), &asked(1, Some("x"))));
@@ -260,20 +315,45 @@ mod tests {
             now + Duration::from_secs(60),
         );
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now),
-            Some(Duration::from_secs(60)),
+            tracker.not_due(&key("a"), &asked(1, Some("x")), &version, now),
+            Ok(Duration::from_secs(60)),
             "the same request is answered once"
         );
         assert!(!tracker.requested(&key("a"), &asked(1, Some("x"))), "answered");
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, Some("x")), || Some("8".into()), now),
-            None,
+            tracker.not_due(&key("a"), &asked(1, Some("x")), at("8"), now),
+            Err(Due::SecretChanged),
             "Secret changed by someone else"
         );
         assert_eq!(
-            tracker.not_due(&key("a"), &asked(1, Some("x")), version, now + Duration::from_secs(61)),
-            None
+            tracker.not_due(&key("a"), &asked(1, Some("x")), || Seen::Gone, now),
+            Err(Due::SecretGone)
         );
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, Some("x")), &version, now + Duration::from_secs(61)),
+            Err(Due::Deadline)
+        );
+    }
+
+    #[test]
+    fn a_secret_the_watch_has_not_delivered_yet_is_not_a_change_for_a_while() {
+        let tracker = Tracker::default();
+        let now = Instant::now();
+        let day = Duration::from_secs(86_400);
+        tracker.succeeded(key("a"), asked(1, None), Some("7".into()), now + day);
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, None), || Seen::NotYet, now),
+            Ok(day),
+            "the watch lags our own create"
+        );
+        let later = now + UNSEEN_GRACE + Duration::from_secs(1);
+        assert_eq!(
+            tracker.not_due(&key("a"), &asked(1, None), || Seen::NotYet, later),
+            Err(Due::SecretUnseen)
+        );
+        // Nothing written (a failed first sync): nothing to compare.
+        tracker.failed(key("b"), asked(1, None), |_| day);
+        assert!(tracker.not_due(&key("b"), &asked(1, None), || Seen::Gone, now).is_ok());
     }
 
     #[test]
@@ -304,8 +384,8 @@ mod tests {
         tracker.index_tokens(&key("b"), ["t1".to_owned()].into());
         assert_eq!(tracker.due_for_token("t1").len(), 2);
         assert_eq!(
-            tracker.not_due(&key("a"), &Asked::default(), || None, Instant::now()),
-            None,
+            tracker.not_due(&key("a"), &Asked::default(), || Seen::NotYet, Instant::now()),
+            Err(Due::Deadline),
             "made due by its token"
         );
         tracker.forget(&key("a"));

@@ -17,7 +17,7 @@
 //! Scheduled refreshes and retries are the controller's own requeues and take no turn here: their
 //! times are already spread (`schedule.rs`) and each costs at most one read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,14 +59,48 @@ pub fn read_group(vs: &VaultSecret) -> Group {
     hasher.finish()
 }
 
+/// Who a VaultSecret logs in to Vault as: its namespace, `spec.vault` and `spec.auth`.
+pub type Identity = u64;
+
+/// The [`Identity`] of `vs`; `None` for the operator's own, which needs no login.
+pub fn identity(vs: &VaultSecret) -> Option<Identity> {
+    let auth = vs.spec.auth.as_ref()?;
+    let what = serde_json::json!([vs.metadata.namespace, vs.spec.vault, auth]);
+    let mut hasher = std::hash::DefaultHasher::new();
+    what.to_string().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Most VaultSecrets of one group handed out in one turn of their namespace.
 const BATCH: usize = 32;
 
-/// One namespace's queue: groups in the order of their first arrival, each a FIFO.
+/// What a turn of a group with an identity may do ([`FairQueue::pop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum May {
+    /// Sync: the identity is logged in.
+    Sync,
+    /// Sync one, which logs in first.
+    LogIn,
+    /// Nothing yet: its login is under way, or as many logins as allowed are.
+    Wait,
+}
+
+/// A VaultSecret handed out by [`FairQueue::pop`]: its group, and the identity it logs in as when
+/// its sync is that identity's first.
+#[derive(Debug, PartialEq)]
+pub struct Popped {
+    pub key: Key,
+    pub group: Group,
+    pub login: Option<Identity>,
+}
+
+/// One namespace's queue: groups in the order of their first arrival, each a FIFO, and the
+/// identity of each group.
 #[derive(Default)]
 struct Namespace {
     order: VecDeque<Group>,
     groups: HashMap<Group, VecDeque<Key>>,
+    identities: HashMap<Group, Identity>,
 }
 
 /// The VaultSecrets waiting for a turn: namespaces take turns round-robin; a turn hands out the
@@ -74,7 +108,9 @@ struct Namespace {
 /// together and share their reads. A namespace that had nothing queued takes its first turn before
 /// the namespaces that are working through a backlog (as a new flow in FQ-CoDel): a team applying
 /// one VaultSecret waits for one turn, not one turn of each of a thousand busy namespaces. A
-/// VaultSecret is queued at most once.
+/// group whose identity is not logged in yet gets a turn of one (the login) only when the caller
+/// allows it ([`May`]); until then the namespaces behind it go first. A VaultSecret is queued at
+/// most once.
 #[derive(Default)]
 pub struct FairQueue {
     namespaces: HashMap<String, Namespace>,
@@ -93,7 +129,7 @@ pub struct FairQueue {
 impl FairQueue {
     /// Queues `key` (of group `group`) in its namespace: with its group if that is queued, else
     /// behind the namespace's other groups. Nothing when already queued.
-    pub fn push(&mut self, key: Key, group: Group) {
+    pub fn push(&mut self, key: Key, group: Group, identity: Option<Identity>) {
         if self.queued.contains_key(&key) {
             return;
         }
@@ -110,27 +146,64 @@ impl FairQueue {
             VecDeque::new()
         });
         members.push_back(key);
+        if let Some(identity) = identity {
+            queue.identities.insert(group, identity);
+        }
     }
 
-    /// The next VaultSecret to sync.
-    pub fn pop(&mut self) -> Option<Key> {
-        loop {
-            if let Some((namespace, group, taken)) = self.current.take() {
-                if taken < BATCH
-                    && let Some(key) = self.take(&namespace, group)
-                {
-                    self.current = Some((namespace, group, taken + 1));
-                    return Some(key);
-                }
-                // The turn is over: the namespace queues for another if it has more.
-                if self.namespaces.contains_key(&namespace) {
-                    self.turns.push_back(namespace);
-                }
+    /// The next VaultSecret to sync; `may` tells what a group with an identity may do.
+    pub fn pop(&mut self, may: impl Fn(Identity) -> May) -> Option<Popped> {
+        if let Some((namespace, group, taken)) = self.current.take() {
+            if taken < BATCH
+                && let Some(key) = self.take(&namespace, group)
+            {
+                self.current = Some((namespace, group, taken + 1));
+                return Some(Popped {
+                    key,
+                    group,
+                    login: None,
+                });
             }
-            let namespace = self.fresh.pop_front().or_else(|| self.turns.pop_front())?;
-            let group = *self.namespaces.get(&namespace)?.order.front()?;
-            self.current = Some((namespace, group, 0));
+            // The turn is over: the namespace queues for another if it has more.
+            if self.namespaces.contains_key(&namespace) {
+                self.turns.push_back(namespace);
+            }
         }
+        let (namespace, group, login) = self.next_turn(&may)?;
+        let key = self.take(&namespace, group)?;
+        if login.is_some() {
+            // A turn of one: the rest of its group syncs once logged in.
+            if self.namespaces.contains_key(&namespace) {
+                self.turns.push_back(namespace);
+            }
+        } else {
+            self.current = Some((namespace, group, 1));
+        }
+        Some(Popped { key, group, login })
+    }
+
+    /// The namespace whose turn is next, its oldest group and, when that group's first sync is
+    /// a login, its identity: the first of the fresh namespaces, then of the others, whose
+    /// oldest group may go.
+    fn next_turn(&mut self, may: &impl Fn(Identity) -> May) -> Option<(String, Group, Option<Identity>)> {
+        for fresh in [true, false] {
+            let line = if fresh { &self.fresh } else { &self.turns };
+            let found = line.iter().enumerate().find_map(|(i, namespace)| {
+                let queue = self.namespaces.get(namespace)?;
+                let group = *queue.order.front()?;
+                match queue.identities.get(&group).map(|identity| (*identity, may(*identity))) {
+                    None | Some((_, May::Sync)) => Some((i, group, None)),
+                    Some((identity, May::LogIn)) => Some((i, group, Some(identity))),
+                    Some((_, May::Wait)) => None,
+                }
+            });
+            if let Some((i, group, login)) = found {
+                let line = if fresh { &mut self.fresh } else { &mut self.turns };
+                let namespace = line.remove(i)?;
+                return Some((namespace, group, login));
+            }
+        }
+        None
     }
 
     /// Takes the oldest member of `group` in `namespace`, dropping what it empties.
@@ -140,6 +213,7 @@ impl FairQueue {
         let key = members.pop_front()?;
         if members.is_empty() {
             queue.groups.remove(&group);
+            queue.identities.remove(&group);
             queue.order.retain(|g| *g != group);
             if queue.order.is_empty() {
                 self.namespaces.remove(namespace);
@@ -183,6 +257,7 @@ impl FairQueue {
             members.retain(|k| k != key);
             if members.is_empty() {
                 queue.groups.remove(&group);
+                queue.identities.remove(&group);
                 queue.order.retain(|g| *g != group);
             }
         }
@@ -199,13 +274,46 @@ impl FairQueue {
     }
 }
 
+/// Identities remembered as logged in at most; past this the memory starts again.
+const KNOWN_MAX: usize = 100_000;
+
 #[derive(Default)]
 struct State {
     queue: FairQueue,
     /// Syncs running now.
     running: usize,
-    /// Handed to the controller, not started yet, with when.
-    handed: HashMap<Key, Instant>,
+    /// Handed to the controller, not started yet.
+    handed: HashMap<Key, Handed>,
+    /// Members handed out or running, by group: a read they make is kept for the others.
+    busy: HashMap<Group, usize>,
+    /// Identities with a login turn handed out or running.
+    logins: HashSet<Identity>,
+    /// Identities a sync has succeeded with: logged in.
+    known: HashSet<Identity>,
+}
+
+/// A turn handed to the controller: when, of which group, and the identity it logs in as when it
+/// is a login turn.
+#[derive(Clone, Copy)]
+struct Handed {
+    at: Instant,
+    group: Group,
+    login: Option<Identity>,
+}
+
+impl State {
+    /// A handed-out turn is over (its sync ended, or it never started).
+    fn hand_back(&mut self, turn: Handed) {
+        if let Some(identity) = turn.login {
+            self.logins.remove(&identity);
+        }
+        if let Some(count) = self.busy.get_mut(&turn.group) {
+            *count -= 1;
+            if *count == 0 {
+                self.busy.remove(&turn.group);
+            }
+        }
+    }
 }
 
 /// The fair queue between the VaultSecret watch and the controller (see the module docs).
@@ -213,21 +321,28 @@ pub struct Fair {
     state: Mutex<State>,
     /// Syncs running or handed out at most.
     limit: usize,
+    /// Of those, first syncs of an identity (logins) at most: the rest of the room stays for
+    /// identities already logged in and the operator's own, so many teams' logins — twenty a
+    /// second on a small machine — never make a newcomer wait behind all of them.
+    login_limit: usize,
     wake: Notify,
 }
 
 impl Fair {
     pub fn new(limit: usize) -> Arc<Self> {
+        let limit = limit.max(1);
         Arc::new(Fair {
             state: Mutex::default(),
-            limit: limit.max(1),
+            limit,
+            login_limit: limit.div_ceil(2),
             wake: Notify::new(),
         })
     }
 
     /// Queues a VaultSecret the watch brought.
     pub fn push(&self, vs: &VaultSecret) {
-        self.state.lock().queue.push(ObjectRef::from_obj(vs), read_group(vs));
+        let key = ObjectRef::from_obj(vs);
+        self.state.lock().queue.push(key, read_group(vs), identity(vs));
         self.wake.notify_one();
     }
 
@@ -235,7 +350,24 @@ impl Fair {
     pub fn remove(&self, key: &Key) {
         let mut state = self.state.lock();
         state.queue.remove(key);
-        state.handed.remove(key);
+        if let Some(turn) = state.handed.remove(key) {
+            state.hand_back(turn);
+        }
+    }
+
+    /// A sync of `vs` succeeded: its identity is logged in.
+    pub fn logged_in(&self, vs: &VaultSecret) {
+        let Some(identity) = identity(vs) else {
+            return;
+        };
+        let mut state = self.state.lock();
+        if state.known.len() >= KNOWN_MAX {
+            state.known.clear();
+        }
+        if state.known.insert(identity) {
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 
     /// Whether VaultSecrets that may read what `vs` reads wait for a turn — of its group, or of
@@ -246,29 +378,53 @@ impl Fair {
         let namespace = vs.metadata.namespace.clone().unwrap_or_default();
         Some(Arc::new(move || {
             let state = fair.state.lock();
-            state.queue.has(group) || state.queue.has_namespace(&namespace)
+            state.queue.has(group) || state.busy.contains_key(&group) || state.queue.has_namespace(&namespace)
         }))
     }
 
     /// A sync of `key` starts (whatever triggered it); the turn ends when the guard drops.
     pub fn started(self: &Arc<Self>, key: &Key) -> Running {
         let mut state = self.state.lock();
-        state.handed.remove(key);
+        let turn = state.handed.remove(key);
         state.running += 1;
-        Running(self.clone())
+        Running(self.clone(), turn)
     }
 
     /// The next VaultSecret to hand to the controller, if there is one and room for it.
     fn next(&self, now: Instant) -> Option<Key> {
         let mut state = self.state.lock();
-        state
-            .handed
-            .retain(|_, at| now.saturating_duration_since(*at) < START_WITHIN);
+        let state = &mut *state;
+        let expired: Vec<Key> = (state.handed.iter())
+            .filter(|(_, turn)| now.saturating_duration_since(turn.at) >= START_WITHIN)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            if let Some(turn) = state.handed.remove(&key) {
+                state.hand_back(turn);
+            }
+        }
         if state.running + state.handed.len() >= self.limit {
             return None;
         }
-        let key = state.queue.pop()?;
-        state.handed.insert(key.clone(), now);
+        let (known, logins) = (&state.known, &state.logins);
+        let may = |identity| {
+            if known.contains(&identity) {
+                May::Sync
+            } else if logins.contains(&identity) || logins.len() >= self.login_limit {
+                May::Wait
+            } else {
+                May::LogIn
+            }
+        };
+        let Popped { key, group, login } = state.queue.pop(may)?;
+        if let Some(identity) = login {
+            state.logins.insert(identity);
+        }
+        *state.busy.entry(group).or_default() += 1;
+        // Handed out again before its sync started: the controller runs it once.
+        if let Some(earlier) = state.handed.insert(key.clone(), Handed { at: now, group, login }) {
+            state.hand_back(earlier);
+        }
         Some(key)
     }
 
@@ -295,13 +451,16 @@ impl Fair {
     }
 }
 
-/// A running sync; dropping it frees its room.
-pub struct Running(Arc<Fair>);
+/// A running sync, and its turn when the fair queue handed it out; dropping it frees its room.
+pub struct Running(Arc<Fair>, Option<Handed>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         let mut state = self.0.state.lock();
         state.running = state.running.saturating_sub(1);
+        if let Some(turn) = self.1 {
+            state.hand_back(turn);
+        }
         drop(state);
         self.0.wake.notify_one();
     }
@@ -323,26 +482,35 @@ mod tests {
             .collect()
     }
 
+    fn pop(queue: &mut FairQueue) -> Option<Key> {
+        queue.pop(|_| May::Sync).map(|p| p.key)
+    }
+
+    /// What `pop` hands out, without the group.
+    fn turn(queue: &mut FairQueue, may: impl Fn(Identity) -> May) -> Option<(Key, Option<Identity>)> {
+        queue.pop(may).map(|p| (p.key, p.login))
+    }
+
     fn drain(queue: &mut FairQueue) -> Vec<String> {
-        names(std::iter::from_fn(|| queue.pop()))
+        names(std::iter::from_fn(|| pop(queue)))
     }
 
     #[test]
     fn namespaces_take_turns_and_each_keeps_its_order_of_arrival() {
         let mut queue = FairQueue::default();
         for i in 0..4 {
-            queue.push(key("bulk", &format!("b{i}")), i);
+            queue.push(key("bulk", &format!("b{i}")), i, None);
         }
-        queue.push(key("team", "new"), 0);
-        queue.push(key("bulk", "b1"), 1);
-        queue.push(key("other", "x"), 0);
+        queue.push(key("team", "new"), 0, None);
+        queue.push(key("bulk", "b1"), 1, None);
+        queue.push(key("other", "x"), 0, None);
         assert_eq!(queue.len(), 6, "a VaultSecret is queued once");
         assert_eq!(
             drain(&mut queue),
             ["bulk/b0", "team/new", "other/x", "bulk/b1", "bulk/b2", "bulk/b3"],
             "the newcomer goes second, not after the whole bulk"
         );
-        assert_eq!(queue.pop(), None);
+        assert_eq!(pop(&mut queue), None);
     }
 
     #[test]
@@ -350,9 +518,9 @@ mod tests {
         let mut queue = FairQueue::default();
         // Arrivals alternate between two paths, as a bulk apply does.
         for i in 0..6 {
-            queue.push(key("bulk", &format!("b{i}")), i % 2);
+            queue.push(key("bulk", &format!("b{i}")), i % 2, None);
         }
-        queue.push(key("team", "new"), 9);
+        queue.push(key("team", "new"), 9, None);
         assert_eq!(
             drain(&mut queue),
             [
@@ -362,9 +530,9 @@ mod tests {
         );
         // A group larger than a batch yields its namespace's turn after BATCH.
         for i in 0..BATCH + 2 {
-            queue.push(key("bulk", &format!("big{i}")), 1);
+            queue.push(key("bulk", &format!("big{i}")), 1, None);
         }
-        queue.push(key("team", "late"), 9);
+        queue.push(key("team", "late"), 9, None);
         let order = drain(&mut queue);
         assert_eq!(order[BATCH], "team/late");
         assert_eq!(order.len(), BATCH + 3);
@@ -375,51 +543,55 @@ mod tests {
         let mut queue = FairQueue::default();
         for ns in 0..100 {
             for i in 0..3 {
-                queue.push(key(&format!("bulk-{ns}"), &format!("b{i}")), i);
+                queue.push(key(&format!("bulk-{ns}"), &format!("b{i}")), i, None);
             }
         }
         // Every bulk namespace has had a turn and still has a backlog.
         for _ in 0..100 {
-            queue.pop();
+            pop(&mut queue);
         }
-        queue.push(key("team", "new"), 0);
-        assert_eq!(names(queue.pop()), ["team/new"], "not after a hundred busy namespaces");
+        queue.push(key("team", "new"), 0, None);
+        assert_eq!(
+            names(pop(&mut queue)),
+            ["team/new"],
+            "not after a hundred busy namespaces"
+        );
         // Back in line once served: it empties and is fresh again next time.
-        queue.push(key("team", "next"), 0);
-        assert_eq!(names(queue.pop()), ["team/next"]);
+        queue.push(key("team", "next"), 0, None);
+        assert_eq!(names(pop(&mut queue)), ["team/next"]);
         assert_eq!(queue.len(), 200);
     }
 
     #[test]
     fn a_namespace_that_empties_and_fills_again_joins_the_back_of_the_turns() {
         let mut queue = FairQueue::default();
-        queue.push(key("a", "1"), 1);
-        queue.push(key("b", "1"), 1);
-        queue.push(key("b", "2"), 2);
-        assert_eq!(names(queue.pop()), ["a/1"]);
+        queue.push(key("a", "1"), 1, None);
+        queue.push(key("b", "1"), 1, None);
+        queue.push(key("b", "2"), 2, None);
+        assert_eq!(names(pop(&mut queue)), ["a/1"]);
         // Arrives with another group while a's turn is open: a queues again when that turn
         // ends, behind b and c.
-        queue.push(key("a", "2"), 2);
-        queue.push(key("c", "1"), 1);
+        queue.push(key("a", "2"), 2, None);
+        queue.push(key("c", "1"), 1, None);
         assert_eq!(drain(&mut queue), ["b/1", "c/1", "a/2", "b/2"]);
     }
 
     #[test]
     fn a_removed_vaultsecret_is_not_served() {
         let mut queue = FairQueue::default();
-        queue.push(key("a", "gone"), 1);
-        queue.push(key("b", "1"), 1);
+        queue.push(key("a", "gone"), 1, None);
+        queue.push(key("b", "1"), 1, None);
         queue.remove(&key("a", "gone"));
         queue.remove(&key("a", "never-queued"));
         assert!(!queue.has(1) || queue.len() == 1, "one left");
         assert_eq!(drain(&mut queue), ["b/1"]);
         assert!(!queue.has(1), "no member of group 1 queued");
         assert!(!queue.has_namespace("a") && !queue.has_namespace("b"));
-        queue.push(key("c", "x"), 3);
+        queue.push(key("c", "x"), 3, None);
         assert!(queue.has_namespace("c") && queue.has(3));
         assert_eq!(drain(&mut queue), ["c/x"]);
-        queue.push(key("a", "gone"), 1);
-        assert_eq!(names(queue.pop()), ["a/gone"], "queued again after removal");
+        queue.push(key("a", "gone"), 1, None);
+        assert_eq!(names(pop(&mut queue)), ["a/gone"], "queued again after removal");
     }
 
     fn vaultsecret(spec: serde_json::Value) -> VaultSecret {
@@ -486,5 +658,111 @@ mod tests {
         // A handed-out turn whose object never starts frees its room after a while.
         let _ = tokio::time::timeout(START_WITHIN * 2, turns.next()).await.unwrap();
         assert_eq!(fair.queued(), 0);
+    }
+
+    #[test]
+    fn a_group_not_logged_in_gets_a_turn_of_one_and_the_others_go_while_it_waits() {
+        let mut queue = FairQueue::default();
+        for i in 0..3 {
+            queue.push(key("a", &format!("a{i}")), 1, Some(10));
+            queue.push(key("b", &format!("b{i}")), 2, Some(20));
+        }
+        queue.push(key("team", "new"), 3, None);
+        let only_a = |identity| if identity == 10 { May::LogIn } else { May::Wait };
+        assert_eq!(turn(&mut queue, only_a), Some((key("a", "a0"), Some(10))), "a's login");
+        assert_eq!(
+            turn(&mut queue, |_| May::Wait),
+            Some((key("team", "new"), None)),
+            "the operator's identity needs no login: it goes past the waiting ones"
+        );
+        assert_eq!(turn(&mut queue, |_| May::Wait), None, "both wait for a login");
+        let a_in = |identity| if identity == 10 { May::Sync } else { May::LogIn };
+        let order: Vec<_> = std::iter::from_fn(|| turn(&mut queue, a_in)).collect();
+        assert_eq!(
+            order,
+            [
+                (key("b", "b0"), Some(20)),
+                (key("a", "a1"), None),
+                (key("a", "a2"), None),
+                (key("b", "b1"), Some(20)),
+                (key("b", "b2"), Some(20)),
+            ],
+            "b still fresh, so its login first; then a's rest in one turn"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_take_at_most_half_the_room_and_a_logged_in_identity_syncs() {
+        let fair = Fair::new(4);
+        let vs = |ns: &str, name: &str, auth: bool| {
+            let mut spec = serde_json::json!({"sources": [{"kv": {"mount": "secret", "path": "p"}}]});
+            if auth {
+                spec["auth"] = serde_json::json!({"kubernetes": {"role": "r", "serviceAccountName": "a"}});
+            }
+            let mut vs = vaultsecret(spec);
+            vs.metadata.name = Some(name.into());
+            vs.metadata.namespace = Some(ns.into());
+            vs
+        };
+        for ns in ["t0", "t1", "t2"] {
+            fair.push(&vs(ns, "x", true));
+            fair.push(&vs(ns, "y", true));
+        }
+        fair.push(&vs("team", "new", false));
+        let mut turns = Box::pin(fair.clone().turns());
+        let mut next = async || {
+            names(
+                tokio::time::timeout(Duration::from_secs(1), turns.next())
+                    .await
+                    .ok()
+                    .flatten(),
+            )
+        };
+        assert_eq!(
+            [next().await, next().await, next().await].concat(),
+            ["t0/x", "t1/x", "team/new"]
+        );
+        assert!(
+            next().await.is_empty(),
+            "room for one more, but two logins run and t0, t1 wait for theirs"
+        );
+        let t0 = fair.started(&key("t0", "x"));
+        fair.logged_in(&vs("t0", "x", true));
+        drop(t0);
+        assert_eq!(next().await, ["t2/x"], "a login ended: t2's, still fresh");
+        let _t2 = fair.started(&key("t2", "x"));
+        assert_eq!(next().await, ["t0/y"], "t0 is logged in");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_is_kept_while_its_group_is_queued_handed_out_or_syncing() {
+        let fair = Fair::new(8);
+        let vs = |name: &str| {
+            let mut vs = vaultsecret(serde_json::json!({"sources": [{"kv": {"mount": "secret", "path": "p"}}]}));
+            vs.metadata.name = Some(name.into());
+            vs.metadata.namespace = Some("team".into());
+            vs
+        };
+        fair.push(&vs("a"));
+        fair.push(&vs("b"));
+        let hold = fair.hold(&vs("a")).unwrap();
+        let mut turns = Box::pin(fair.clone().turns());
+        let (a, b) = (turns.next().await.unwrap(), turns.next().await.unwrap());
+        assert!(hold(), "both handed out, neither synced yet");
+        let a = fair.started(&a);
+        drop(a);
+        let b = fair.started(&b);
+        assert!(hold(), "b syncs");
+        drop(b);
+        assert!(!hold(), "nothing of the group left to read");
+
+        // Brought again and handed out twice before the controller ran it once.
+        for _ in 0..2 {
+            fair.push(&vs("a"));
+            assert_eq!(names(turns.next().await), ["team/a"]);
+        }
+        drop(fair.started(&key("team", "a")));
+        assert!(!hold(), "one run ends both turns");
+        assert_eq!(fair.state.lock().handed.len(), 0);
     }
 }

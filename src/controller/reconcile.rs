@@ -54,6 +54,7 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
     }
     match synced {
         Ok(synced) => {
+            ctx.fair.logged_in(&vs);
             let mut delay = schedule::refresh_delay(interval, schedule::phase_seed(&vs), jiff::Timestamp::now());
             if let Some(deadline) = synced.lease_deadline {
                 // A lease to renew or rotate, or a superseded one to revoke, before the refresh.

@@ -277,11 +277,6 @@ impl FairQueue {
 /// Identities remembered as logged in at most; past this the memory starts again.
 const KNOWN_MAX: usize = 100_000;
 
-/// A namespace that had a VaultSecret arrive this recently is taken as still receiving a bulk: a
-/// read is kept for what may follow even when nothing of it waits right now (turns are handed out
-/// faster than a bulk spread over many namespaces arrives in each).
-const ARRIVING: Duration = Duration::from_secs(5);
-
 #[derive(Default)]
 struct State {
     queue: FairQueue,
@@ -295,10 +290,6 @@ struct State {
     logins: HashSet<Identity>,
     /// Identities a sync has succeeded with: logged in.
     known: HashSet<Identity>,
-    /// When a VaultSecret of each namespace last arrived, for [`ARRIVING`]; pruned when it has
-    /// doubled since the last pruning.
-    arrivals: HashMap<String, Instant>,
-    prune_at: usize,
 }
 
 /// A turn handed to the controller: when, of which group, and the identity it logs in as when it
@@ -351,18 +342,7 @@ impl Fair {
     /// Queues a VaultSecret the watch brought.
     pub fn push(&self, vs: &VaultSecret) {
         let key = ObjectRef::from_obj(vs);
-        let now = Instant::now();
-        let mut state = self.state.lock();
-        let namespace = key.namespace.clone().unwrap_or_default();
-        state.queue.push(key, read_group(vs), identity(vs));
-        state.arrivals.insert(namespace, now);
-        if state.arrivals.len() > state.prune_at {
-            state
-                .arrivals
-                .retain(|_, at| now.saturating_duration_since(*at) < ARRIVING);
-            state.prune_at = (state.arrivals.len() * 2).max(64);
-        }
-        drop(state);
+        self.state.lock().queue.push(key, read_group(vs), identity(vs));
         self.wake.notify_one();
     }
 
@@ -390,20 +370,15 @@ impl Fair {
         }
     }
 
-    /// Whether VaultSecrets that may read what `vs` reads wait for a turn or sync — of its group,
-    /// or of its namespace while that namespace has a backlog or had one arrive in the last
-    /// [`ARRIVING`] (a bulk still arriving brings more of the group): a KV read `vs` makes is kept
-    /// for them ([`crate::vault::kv`]).
+    /// Whether VaultSecrets that may read what `vs` reads wait for a turn — of its group, or of
+    /// its namespace while that namespace has a backlog (a bulk still arriving brings more of the
+    /// group): a KV read `vs` makes is kept for them ([`crate::vault::kv`]).
     pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> crate::vault::kv::Hold {
         let (fair, group) = (self.clone(), read_group(vs));
         let namespace = vs.metadata.namespace.clone().unwrap_or_default();
         Some(Arc::new(move || {
             let state = fair.state.lock();
-            let arriving = (state.arrivals.get(&namespace)).is_some_and(|at| at.elapsed() < ARRIVING);
-            state.queue.has(group)
-                || state.busy.contains_key(&group)
-                || state.queue.has_namespace(&namespace)
-                || arriving
+            state.queue.has(group) || state.busy.contains_key(&group) || state.queue.has_namespace(&namespace)
         }))
     }
 
@@ -779,9 +754,7 @@ mod tests {
         let b = fair.started(&b);
         assert!(hold(), "b syncs");
         drop(b);
-        assert!(hold(), "the namespace's VaultSecrets arrived just now: more may follow");
-        tokio::time::advance(ARRIVING).await;
-        assert!(!hold(), "nothing of the group left to read, none arriving");
+        assert!(!hold(), "nothing of the group left to read");
 
         // Brought again and handed out twice before the controller ran it once.
         for _ in 0..2 {
@@ -789,7 +762,6 @@ mod tests {
             assert_eq!(names(turns.next().await), ["team/a"]);
         }
         drop(fair.started(&key("team", "a")));
-        tokio::time::advance(ARRIVING).await;
         assert!(!hold(), "one run ends both turns");
         assert_eq!(fair.state.lock().handed.len(), 0);
     }

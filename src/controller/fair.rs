@@ -53,7 +53,16 @@ pub fn read_group(vs: &VaultSecret) -> Group {
             _ => serde_json::to_value(source).unwrap_or_default(),
         })
         .collect();
-    let what = serde_json::json!([vs.metadata.namespace, vs.spec.vault, vs.spec.auth, sources]);
+    hash_json(&serde_json::json!([
+        vs.metadata.namespace,
+        vs.spec.vault,
+        vs.spec.auth,
+        sources
+    ]))
+}
+
+/// A hash of `what` as JSON text, for the in-process keys [`Group`] and [`Identity`].
+fn hash_json(what: &serde_json::Value) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     what.to_string().hash(&mut hasher);
     hasher.finish()
@@ -65,10 +74,11 @@ pub type Identity = u64;
 /// The [`Identity`] of `vs`; `None` for the operator's own, which needs no login.
 pub fn identity(vs: &VaultSecret) -> Option<Identity> {
     let auth = vs.spec.auth.as_ref()?;
-    let what = serde_json::json!([vs.metadata.namespace, vs.spec.vault, auth]);
-    let mut hasher = std::hash::DefaultHasher::new();
-    what.to_string().hash(&mut hasher);
-    Some(hasher.finish())
+    Some(hash_json(&serde_json::json!([
+        vs.metadata.namespace,
+        vs.spec.vault,
+        auth
+    ])))
 }
 
 /// Most VaultSecrets of one group handed out in one turn of their namespace.
@@ -370,9 +380,10 @@ impl Fair {
         }
     }
 
-    /// Whether VaultSecrets that may read what `vs` reads wait for a turn — of its group, or of
-    /// its namespace while that namespace has a backlog (a bulk still arriving brings more of the
-    /// group): a KV read `vs` makes is kept for them ([`crate::vault::kv`]).
+    /// Whether VaultSecrets that may read what `vs` reads wait for a turn or hold one — of its
+    /// group (queued, handed out or syncing), or of its namespace while that namespace has a
+    /// backlog (a bulk still arriving brings more of the group): a KV read `vs` makes is kept for
+    /// them ([`crate::vault::kv`]).
     pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> crate::vault::kv::Hold {
         let (fair, group) = (self.clone(), read_group(vs));
         let namespace = vs.metadata.namespace.clone().unwrap_or_default();

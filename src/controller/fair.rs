@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{SourceSpec, VaultSecret};
+use crate::vault::kv::{Hold, Keep};
 
 type Key = ObjectRef<VaultSecret>;
 
@@ -287,6 +288,11 @@ impl FairQueue {
 /// Identities remembered as logged in at most; past this the memory starts again.
 const KNOWN_MAX: usize = 100_000;
 
+/// A namespace that had a VaultSecret arrive this recently is taken as still receiving a bulk: a
+/// read is kept for first syncs that may follow even when nothing of it waits right now (turns
+/// drain a namespace faster than a bulk spread over many namespaces arrives in each).
+const ARRIVING: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct State {
     queue: FairQueue,
@@ -300,6 +306,10 @@ struct State {
     logins: HashSet<Identity>,
     /// Identities a sync has succeeded with: logged in.
     known: HashSet<Identity>,
+    /// When a VaultSecret of each namespace last arrived, for [`ARRIVING`]; pruned whenever it
+    /// has doubled since the last pruning.
+    arrivals: HashMap<String, Instant>,
+    prune_at: usize,
 }
 
 /// A turn handed to the controller: when, of which group, and the identity it logs in as when it
@@ -352,7 +362,21 @@ impl Fair {
     /// Queues a VaultSecret the watch brought.
     pub fn push(&self, vs: &VaultSecret) {
         let key = ObjectRef::from_obj(vs);
-        self.state.lock().queue.push(key, read_group(vs), identity(vs));
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        match state.arrivals.get_mut(key.namespace.as_deref().unwrap_or_default()) {
+            Some(at) => *at = now,
+            None => {
+                let namespace = key.namespace.clone().unwrap_or_default();
+                state.arrivals.insert(namespace, now);
+            }
+        }
+        if state.arrivals.len() > state.prune_at {
+            (state.arrivals).retain(|_, at| now.saturating_duration_since(*at) < ARRIVING);
+            state.prune_at = (state.arrivals.len() * 2).max(64);
+        }
+        state.queue.push(key, read_group(vs), identity(vs));
+        drop(state);
         self.wake.notify_one();
     }
 
@@ -383,13 +407,20 @@ impl Fair {
     /// Whether VaultSecrets that may read what `vs` reads wait for a turn or hold one — of its
     /// group (queued, handed out or syncing), or of its namespace while that namespace has a
     /// backlog (a bulk still arriving brings more of the group): a KV read `vs` makes is kept for
-    /// them ([`crate::vault::kv`]).
-    pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> crate::vault::kv::Hold {
+    /// them ([`crate::vault::kv`]). While the namespace only had VaultSecrets arrive in the last
+    /// [`ARRIVING`], it is kept for first syncs only: a refresh due later never uses it.
+    pub fn hold(self: &Arc<Self>, vs: &VaultSecret) -> Hold {
         let (fair, group) = (self.clone(), read_group(vs));
         let namespace = vs.metadata.namespace.clone().unwrap_or_default();
         Some(Arc::new(move || {
             let state = fair.state.lock();
-            state.queue.has(group) || state.busy.contains_key(&group) || state.queue.has_namespace(&namespace)
+            if state.queue.has(group) || state.busy.contains_key(&group) || state.queue.has_namespace(&namespace) {
+                Keep::ForAll
+            } else if (state.arrivals.get(&namespace)).is_some_and(|at| at.elapsed() < ARRIVING) {
+                Keep::ForFirst
+            } else {
+                Keep::No
+            }
         }))
     }
 
@@ -759,13 +790,19 @@ mod tests {
         let hold = fair.hold(&vs("a")).unwrap();
         let mut turns = Box::pin(fair.clone().turns());
         let (a, b) = (turns.next().await.unwrap(), turns.next().await.unwrap());
-        assert!(hold(), "both handed out, neither synced yet");
+        assert_eq!(hold(), Keep::ForAll, "both handed out, neither synced yet");
         let a = fair.started(&a);
         drop(a);
         let b = fair.started(&b);
-        assert!(hold(), "b syncs");
+        assert_eq!(hold(), Keep::ForAll, "b syncs");
         drop(b);
-        assert!(!hold(), "nothing of the group left to read");
+        assert_eq!(
+            hold(),
+            Keep::ForFirst,
+            "none waits, but the namespace's VaultSecrets arrived just now: first syncs may follow"
+        );
+        tokio::time::advance(ARRIVING).await;
+        assert_eq!(hold(), Keep::No, "nothing of the group left to read, none arriving");
 
         // Brought again and handed out twice before the controller ran it once.
         for _ in 0..2 {
@@ -773,7 +810,8 @@ mod tests {
             assert_eq!(names(turns.next().await), ["team/a"]);
         }
         drop(fair.started(&key("team", "a")));
-        assert!(!hold(), "one run ends both turns");
+        tokio::time::advance(ARRIVING).await;
+        assert_eq!(hold(), Keep::No, "one run ends both turns");
         assert_eq!(fair.state.lock().handed.len(), 0);
     }
 }

@@ -8,9 +8,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
-use super::tracker::Asked;
+use super::tracker::{Asked, Due};
 use super::{Context, deletion, destination, failure, leases, restarts, schedule, sync};
 use crate::api::{VaultSecret, parse_duration};
+use crate::vault::kv::Age;
 
 /// Reconciles one VaultSecret. Vault is read only when a sync is due: on the first reconcile, a
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
@@ -35,16 +36,22 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
         ctx.secrets.seen(&ns, &destination::destination_name(&vs))
     };
     let asked = Asked::of(&vs);
-    match ctx.tracker.not_due(&key, &asked, seen, now) {
+    let why = match ctx.tracker.not_due(&key, &asked, seen, now) {
         Ok(wait) => return Ok(Action::requeue(wait)),
-        Err(why) => tracing::debug!(why = why.as_str(), "sync due"),
-    }
+        Err(why) => why,
+    };
+    tracing::debug!(why = why.as_str(), "sync due");
     let interval = match refresh_interval(&vs, ctx.settings.default_refresh) {
         Ok(interval) => interval,
         Err(e) => return failure::report(&vs, &ctx, key, e, None).await,
     };
     let started = Instant::now();
-    let synced = sync::sync(&vs, &ctx, ctx.tracker.requested(&key, &asked)).await;
+    let age = match why {
+        _ if ctx.tracker.requested(&key, &asked) => Age::Fresh,
+        Due::First => Age::First,
+        _ => Age::Recent,
+    };
+    let synced = sync::sync(&vs, &ctx, age).await;
     match &synced {
         Ok(s) => {
             ctx.observe_success(&vs, started.elapsed());

@@ -18,6 +18,7 @@ use crate::api::{PendingRevocation, VaultSecret, VaultSecretStatus};
 use crate::events::EventType;
 use crate::reasons::{self, event};
 use crate::vault::auth::Resolved;
+use crate::vault::kv::Age;
 use crate::vault::{self, Connection, Outcome};
 
 /// What a successful sync reports to the scheduler.
@@ -43,13 +44,13 @@ impl From<Error> for Failed {
 }
 
 /// Reads the sources and makes the Secret and the status match.
-/// `fresh`: someone asked for this sync (`vaultsync.dev/sync-requested`), so nothing is served
-/// from a read that completed before they asked.
-pub async fn sync(vs: &VaultSecret, ctx: &Context, fresh: bool) -> Result<Synced, Failed> {
+/// `age`: which earlier identical KV read may serve it — none when someone asked for this sync
+/// (`vaultsync.dev/sync-requested`): a read that completed before they asked may miss their change.
+pub async fn sync(vs: &VaultSecret, ctx: &Context, age: Age) -> Result<Synced, Failed> {
     let previous = vs.status.clone().unwrap_or_default();
     let kube = Kube::new(vs, ctx);
     let target = resolve(vs, ctx, &kube).await?;
-    let mut read = read(vs, ctx, &target, fresh).await?;
+    let mut read = read(vs, ctx, &target, age).await?;
     let Recorded { pending, written } = record(vs, ctx, &target, &mut read, &previous).await?;
     let on_top = |error| Failed {
         error,
@@ -96,9 +97,9 @@ struct Read {
 
 /// Reads every source (leased ones through the book), and keeps the Vault token that issued
 /// leases alive as long as they live.
-async fn read(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, fresh: bool) -> Result<Read> {
+async fn read(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, age: Age) -> Result<Read> {
     let mut book = leases::Book::open(vs, &target.secrets).await?;
-    let (handle, merged) = read_sources(vs, ctx, target, &mut book, fresh).await?;
+    let (handle, merged) = read_sources(vs, ctx, target, &mut book, age).await?;
     for warning in book.take_warnings() {
         ctx.publish(vs, EventType::Warning, event::TOKEN_EXPIRES_BEFORE_LEASE, warning)
             .await;
@@ -260,13 +261,13 @@ async fn read_sources(
     ctx: &Context,
     target: &Target<'_>,
     book: &mut leases::Book,
-    fresh: bool,
+    age: Age,
 ) -> Result<(vault::Handle, sources::Merged)> {
     let (conn, login) = (&target.conn, &target.login);
     let identity = &login.identity;
     let (handle, outcome) = ctx.vault.get(conn, identity, &login.credential).await?;
     let hold = ctx.fair.hold(vs);
-    let reads = (fresh, &hold);
+    let reads = (age, &hold);
     let (handle, merged) = match sources::read_all(&handle, conn, &vs.spec.sources, book, ctx, reads).await {
         Err(Error::Vault(vault::Error::PermissionDenied { .. })) if outcome != Outcome::LoggedIn => {
             book.abandon(&handle.client, ctx).await;

@@ -5,9 +5,12 @@
 //! a `watch` channel. If the leader is dropped mid-read, its entry is removed and a waiting
 //! caller takes over. A success is kept for a short reuse window after completion, for callers
 //! that arrive just after, then dropped by a timer — or, when the leader says callers are known to
-//! be on their way ([`Hold`]), window after window while they are, never beyond [`MAX_HOLD`]. The
-//! map holds only reads in flight or completed within that time. An error reaches every caller
-//! that waited for it but is not kept: a caller that arrives later (a retry) sends a new request.
+//! be on their way ([`Hold`]), window after window while they are, never beyond [`MAX_HOLD`]. A
+//! read kept only for callers that may still arrive ([`Keep::ForFirst`]) serves callers that have
+//! never read before ([`Age::First`]); any other caller sends a new request, which replaces it.
+//! The map holds only reads in flight or completed within that time. An error reaches every
+//! caller that waited for it but is not kept: a caller that arrives later (a retry) sends a new
+//! request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,9 +27,32 @@ use super::Result;
 /// What every caller of one coalesced read gets.
 pub(crate) type Shared<V> = Result<Arc<V>>;
 
-/// Whether callers that will need a completed read are on their way (queued to sync): it is then
-/// kept for another window.
-pub type Hold = Option<Arc<dyn Fn() -> bool + Send + Sync>>;
+/// Whether callers that will need a completed read are on their way: it is then kept for another
+/// window.
+pub type Hold = Option<Arc<dyn Fn() -> Keep + Send + Sync>>;
+
+/// Who a completed read is kept for, past its reuse window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Nobody: it is dropped.
+    No,
+    /// Callers already waiting for their turn: every caller may use it.
+    ForAll,
+    /// Only callers that may still arrive: only [`Age::First`] callers may use it.
+    ForFirst,
+}
+
+/// How recent a result a caller needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Age {
+    /// A new read (someone asked for this sync).
+    Fresh,
+    /// A read completed within the reuse window, or kept for callers waiting ([`Keep::ForAll`]).
+    Recent,
+    /// A caller that never read before (a first sync): also a read kept for callers that may still
+    /// arrive ([`Keep::ForFirst`]). It has no earlier value a slightly older one could go behind.
+    First,
+}
 
 /// Longest a completed read is kept, however long callers are said to be on their way. A bulk
 /// first sync of 10,000 with logins took 63–69 s on the benchmark machine; at 60 s, 85–124 of its
@@ -55,7 +81,8 @@ struct Entry<V> {
 
 enum State<V> {
     InFlight(watch::Receiver<Option<Shared<V>>>),
-    Done(Arc<V>),
+    /// A success, and whether only [`Age::First`] callers may still use it.
+    Done(Arc<V>, bool),
 }
 
 enum Join<V> {
@@ -87,17 +114,18 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
-        self.get_held(key, read, None).await
+        self.get_held(key, read, Age::Recent, None).await
     }
 
-    /// [`Coalescer::get`], keeping a success while `hold` says more callers are on their way.
-    pub(crate) async fn get_held<F, Fut>(&self, key: K, read: F, hold: Hold) -> Shared<V>
+    /// [`Coalescer::get`] for a caller that needs `age`, keeping a success while `hold` says more
+    /// callers are on their way. ([`Age::Fresh`] is the caller's to handle: it does not come here.)
+    pub(crate) async fn get_held<F, Fut>(&self, key: K, read: F, age: Age, hold: Hold) -> Shared<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
         let (sender, id) = loop {
-            match self.join(&key) {
+            match self.join(&key, age) {
                 Join::Done(value) => return Ok(value),
                 Join::Lead(sender, id) => break (sender, id),
                 Join::Wait(mut receiver) => {
@@ -127,12 +155,13 @@ where
         self.slots.lock().entries.len()
     }
 
-    fn join(&self, key: &K) -> Join<V> {
+    fn join(&self, key: &K, age: Age) -> Join<V> {
         let mut map = self.slots.lock();
         match map.entries.get(key).map(|e| &e.state) {
-            Some(State::Done(value)) => Join::Done(value.clone()),
+            Some(State::Done(value, first_only)) if !first_only || age == Age::First => Join::Done(value.clone()),
             Some(State::InFlight(receiver)) => Join::Wait(receiver.clone()),
-            None => {
+            // Nothing, or a read too old for this caller: a new read replaces it.
+            _ => {
                 let (sender, receiver) = watch::channel(None);
                 let id = map.next_id;
                 map.next_id += 1;
@@ -162,8 +191,8 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Send + Sync + 'static,
 {
-    /// Keeps a success for `window` — longer while `hold` says so, up to [`MAX_HOLD`] — removed
-    /// by a timer; forgets an error at once.
+    /// Keeps a success for `window` — longer while `hold` says so (for whom it says), up to
+    /// [`MAX_HOLD`] — removed by a timer; forgets an error at once.
     fn finish(&mut self, result: &Shared<V>, window: Duration, hold: Hold) {
         self.finished = true;
         let runtime = tokio::runtime::Handle::try_current();
@@ -173,15 +202,18 @@ where
         };
         match (result, runtime) {
             (Ok(value), Ok(runtime)) if !window.is_zero() => {
-                entry.state = State::Done(value.clone());
+                entry.state = State::Done(value.clone(), false);
                 let (slots, key, id) = (Arc::downgrade(self.slots), self.key.clone(), self.id);
                 runtime.spawn(async move {
                     let until = tokio::time::Instant::now() + MAX_HOLD;
                     loop {
                         tokio::time::sleep(window).await;
-                        let awaited = hold.as_ref().is_some_and(|awaited| awaited());
-                        if !awaited || tokio::time::Instant::now() + window > until {
+                        let keep = hold.as_ref().map_or(Keep::No, |keep| keep());
+                        if keep == Keep::No || tokio::time::Instant::now() + window > until {
                             break;
+                        }
+                        if !set_first_only(&slots, &key, id, keep == Keep::ForFirst) {
+                            return;
                         }
                     }
                     remove(&slots, &key, id);
@@ -199,6 +231,25 @@ impl<K: Eq + Hash, V> Drop for Leader<'_, K, V> {
         if !self.finished {
             remove(&Arc::downgrade(self.slots), self.key, self.id);
         }
+    }
+}
+
+/// Says whether only [`Age::First`] callers may use `key`'s entry, if it is still read `id`
+/// (false when it is not).
+fn set_first_only<K: Eq + Hash, V>(slots: &Weak<Slots<K, V>>, key: &K, id: u64, first_only: bool) -> bool {
+    let Some(slots) = slots.upgrade() else {
+        return false;
+    };
+    let mut map = slots.lock();
+    match map.entries.get_mut(key).filter(|e| e.id == id) {
+        Some(Entry {
+            state: State::Done(_, only),
+            ..
+        }) => {
+            *only = first_only;
+            true
+        }
+        _ => false,
     }
 }
 

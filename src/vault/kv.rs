@@ -5,7 +5,8 @@
 //! request ([`super::coalesce`]): many VaultSecrets reading one path with one identity cost one
 //! read per refresh, not one each. While VaultSecrets that make the same read wait in the queue
 //! to sync (a bulk of first syncs), the caller's [`Hold`] keeps the result for them, at most
-//! [`super::coalesce::MAX_HOLD`].
+//! [`super::coalesce::MAX_HOLD`]; while more may still arrive (a bulk being applied), it keeps it
+//! for first syncs only ([`Age`]): a refresh never uses a value read before it was due.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 use vaultrs::client::VaultClient;
 
 use super::coalesce::Coalescer;
-pub use super::coalesce::Hold;
+pub use super::coalesce::{Age, Hold, Keep};
 use super::raw::{Raw, send};
 use super::{Error, Result};
 use crate::api::{KvEngine, KvSource};
@@ -97,11 +98,11 @@ impl Reads {
     }
 
     /// Reads the secret `source` points at, sharing the request with identical reads. Every
-    /// caller gets its own copy of the data. `fresh` (a sync someone asked for) reads anew: a
-    /// completed read, even one less than [`REUSE_WINDOW`] old, may predate the change they want.
-    /// `hold`: whether VaultSecrets that make the same read are waiting to sync.
-    pub async fn read(&self, client: &VaultClient, source: &KvSource, fresh: bool, hold: Hold) -> Result<KvSecret> {
-        if fresh {
+    /// caller gets its own copy of the data. [`Age::Fresh`] (a sync someone asked for) reads anew:
+    /// a completed read, even one less than [`REUSE_WINDOW`] old, may predate the change they
+    /// want. `hold`: whether VaultSecrets that make the same read are waiting to sync.
+    pub async fn read(&self, client: &VaultClient, source: &KvSource, age: Age, hold: Hold) -> Result<KvSecret> {
+        if age == Age::Fresh {
             return super::observe(&self.metrics, "read", read_once(client, source)).await;
         }
         let shared = self
@@ -109,6 +110,7 @@ impl Reads {
             .get_held(
                 ReadKey::new(client, source, &self.key),
                 || super::observe(&self.metrics, "read", read_once(client, source)),
+                age,
                 hold,
             )
             .await?;

@@ -40,16 +40,16 @@ impl std::fmt::Debug for Merged {
 }
 
 /// Reads every source in order with `client` and merges them; a later source wins on a duplicate
-/// key. Leased sources go through `book` (kept credentials, renewals, new leases). `fresh`: KV
-/// reads are not served from a just-completed identical read (a requested sync); `hold`: whether
-/// VaultSecrets that read the same wait to sync, to keep a KV read for them.
+/// key. Leased sources go through `book` (kept credentials, renewals, new leases). `age`: which
+/// earlier identical KV read may serve this sync; `hold`: whether VaultSecrets that read the same
+/// wait to sync, to keep a KV read for them.
 pub async fn read_all(
     handle: &vault::Handle,
     conn: &Connection,
     sources: &[Source],
     book: &mut Book,
     ctx: &Context,
-    (fresh, hold): (bool, &vault::kv::Hold),
+    (age, hold): (vault::kv::Age, &vault::kv::Hold),
 ) -> Result<Merged> {
     let client = handle.client.as_ref();
     let mut read = Vec::with_capacity(sources.len());
@@ -67,7 +67,7 @@ pub async fn read_all(
         };
         let data = match spec {
             SourceSpec::Kv(kv) => {
-                let secret = ctx.kv.read(client, kv, fresh, hold.clone()).await?;
+                let secret = ctx.kv.read(client, kv, age, hold.clone()).await?;
                 status.version = secret.version;
                 map_keys(select(secret.data, kv.keys.as_deref(), &name)?, kv.into(), &name)?
             }

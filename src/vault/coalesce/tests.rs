@@ -126,10 +126,21 @@ async fn a_result_is_held_while_callers_are_on_their_way_and_never_past_the_limi
     let waiting = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let hold: Hold = Some(Arc::new({
         let waiting = waiting.clone();
-        move || waiting.load(Ordering::SeqCst)
+        move || {
+            if waiting.load(Ordering::SeqCst) {
+                Keep::ForAll
+            } else {
+                Keep::No
+            }
+        }
     }));
     let first = coalescer
-        .get_held("secret/app", || counted(&calls, Duration::ZERO, Ok(1)), hold.clone())
+        .get_held(
+            "secret/app",
+            || counted(&calls, Duration::ZERO, Ok(1)),
+            Age::Recent,
+            hold.clone(),
+        )
         .await
         .unwrap();
     let weak = Arc::downgrade(&first);
@@ -144,7 +155,12 @@ async fn a_result_is_held_while_callers_are_on_their_way_and_never_past_the_limi
     // Callers said to be on their way forever: still dropped at MAX_HOLD.
     waiting.store(true, Ordering::SeqCst);
     coalescer
-        .get_held("secret/app", || counted(&calls, Duration::ZERO, Ok(2)), hold)
+        .get_held(
+            "secret/app",
+            || counted(&calls, Duration::ZERO, Ok(2)),
+            Age::Recent,
+            hold,
+        )
         .await
         .unwrap();
     tokio::time::sleep(MAX_HOLD - window * 2).await;
@@ -152,4 +168,56 @@ async fn a_result_is_held_while_callers_are_on_their_way_and_never_past_the_limi
     tokio::time::sleep(window * 3).await;
     assert_eq!(coalescer.len(), 0, "never kept past MAX_HOLD");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_kept_for_arrivals_serves_first_reads_only_and_a_later_read_replaces_it() {
+    let window = Duration::from_secs(1);
+    let coalescer = Coalescer::new(window);
+    let calls = AtomicUsize::new(0);
+    let keep = Arc::new(parking_lot::Mutex::new(Keep::ForFirst));
+    let hold: Hold = Some(Arc::new({
+        let keep = keep.clone();
+        move || *keep.lock()
+    }));
+    let read = |age, value: u32| {
+        let calls = &calls;
+        coalescer.get_held(
+            "secret/app",
+            move || counted(calls, Duration::ZERO, Ok(value)),
+            age,
+            hold.clone(),
+        )
+    };
+    assert_eq!(*read(Age::First, 1).await.unwrap(), 1);
+    assert_eq!(
+        *read(Age::Recent, 2).await.unwrap(),
+        1,
+        "anyone within the reuse window"
+    );
+
+    tokio::time::sleep(window * 3).await;
+    assert_eq!(*read(Age::First, 3).await.unwrap(), 1, "a first read uses the kept one");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *read(Age::Recent, 4).await.unwrap(),
+        4,
+        "a refresh never uses a read kept for arrivals"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *read(Age::First, 5).await.unwrap(),
+        4,
+        "the new read replaced the old one"
+    );
+
+    // Kept for callers waiting: everyone may use it; then nobody.
+    *keep.lock() = Keep::ForAll;
+    tokio::time::sleep(window * 3).await;
+    assert_eq!(*read(Age::Recent, 6).await.unwrap(), 4);
+    *keep.lock() = Keep::No;
+    tokio::time::sleep(window * 2).await;
+    assert_eq!(coalescer.len(), 0);
+    assert_eq!(*read(Age::First, 7).await.unwrap(), 7);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

@@ -291,7 +291,7 @@ const KNOWN_MAX: usize = 100_000;
 /// A namespace that had a VaultSecret arrive this recently is taken as still receiving a bulk: a
 /// read is kept for first syncs that may follow even when nothing of it waits right now (turns
 /// drain a namespace faster than a bulk spread over many namespaces arrives in each).
-const ARRIVING: Duration = Duration::from_secs(5);
+const ARRIVING: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct State {

@@ -308,22 +308,13 @@ pub async fn run(
     let ending_ctx = ctx.clone();
     let ending = futures::stream::poll_fn(move |cx| ending_rx.poll_recv(cx))
         .flat_map(move |token_ref| futures::stream::iter(ending_ctx.tracker.due_for_token(&token_ref)));
-    // What the watch brings waits its namespace's turn ([`fair`]), not in the controller's queue
-    // — but for events that ask nothing the last sync did not answer (above all the status that
-    // sync wrote): their reconcile is a quick check, and queued they made the namespace look busy
-    // to the next VaultSecret it receives.
-    let watch_ctx = ctx.clone();
-    let (answered_tx, answered) = futures::channel::mpsc::unbounded();
+    // What the watch brings waits its namespace's turn ([`fair`]), not in the controller's queue.
+    // (Also the events of a VaultSecret's own status writes: sent past this queue they waited in
+    // the controller's, ahead of a newcomer's turn — probe p50 0.38 s became 1.58 s at 10,000.)
+    let fair = ctx.fair.clone();
     let watch = tokio::spawn(vaultsecrets.for_each(move |vs| {
         match vs {
-            Ok(vs) => {
-                let key = ObjectRef::from_obj(&vs);
-                if watch_ctx.tracker.answered(&key, &tracker::Asked::of(&vs)) {
-                    let _ = answered_tx.unbounded_send(key);
-                } else {
-                    watch_ctx.fair.push(&vs);
-                }
-            }
+            Ok(vs) => fair.push(&vs),
             Err(e) => tracing::debug!(error = %e, "VaultSecret watch"),
         }
         std::future::ready(())
@@ -331,7 +322,6 @@ pub async fn run(
     let nothing = futures::stream::pending::<Result<VaultSecret, watcher::Error>>();
     let controller = Controller::for_stream(nothing, store.clone())
         .reconcile_on(ctx.fair.clone().turns())
-        .reconcile_on(answered)
         .owns_stream(owned)
         .reconcile_on(restart_reports)
         .reconcile_on(ending)

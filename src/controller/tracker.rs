@@ -138,13 +138,6 @@ impl Tracker {
         Ok(next_sync - now)
     }
 
-    /// Whether the last sync of `key` answered `asked` and nothing since asks for a fresh read:
-    /// an event that brings no more (its own status write, a label) needs a quick check only.
-    pub fn answered(&self, key: &Key, asked: &Asked) -> bool {
-        let inner = self.inner.lock();
-        (inner.objects.get(key)).is_some_and(|state| state.asked == *asked && !state.nudged)
-    }
-
     /// Whether `asked` carries a sync request `key` has not answered yet, or a sibling's change
     /// nudged it: either way the sync reads fresh.
     pub fn requested(&self, key: &Key, asked: &Asked) -> bool {

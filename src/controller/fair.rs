@@ -85,10 +85,6 @@ pub fn identity(vs: &VaultSecret) -> Option<Identity> {
 /// Most VaultSecrets of one group handed out in one turn of their namespace.
 const BATCH: usize = 32;
 
-/// A namespace that has waited this long for its next turn goes before namespaces that had
-/// nothing queued, every other turn ([`FairQueue`]).
-const AGED: Duration = Duration::from_millis(500);
-
 /// What a turn of a group with an identity may do ([`FairQueue::pop`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum May {
@@ -122,11 +118,7 @@ struct Namespace {
 /// namespace's oldest group, up to [`BATCH`] of it, so VaultSecrets that read the same are synced
 /// together and share their reads. A namespace that had nothing queued takes its first turn before
 /// the namespaces that are working through a backlog (as a new flow in FQ-CoDel): a team applying
-/// one VaultSecret waits for one turn, not one turn of each of a thousand busy namespaces. But
-/// after a fresh namespace's turn, the other namespaces get the next turn once the first of them
-/// has waited [`AGED`]: with many namespaces each receiving a VaultSecret now and then (a bulk
-/// spread over all of them), some namespace is always fresh, and fresh-first alone kept one with
-/// two VaultSecrets waiting 11 s. A
+/// one VaultSecret waits for one turn, not one turn of each of a thousand busy namespaces. A
 /// group whose identity is not logged in yet gets a turn of one (the login) only when the caller
 /// allows it ([`May`]); until then the namespaces behind it go first. A VaultSecret is queued at
 /// most once.
@@ -136,13 +128,10 @@ pub struct FairQueue {
     /// Namespaces that had nothing queued, for their first turn, in order of arrival.
     fresh: VecDeque<String>,
     /// The other namespaces with something queued, in the order of their next turn (not the
-    /// current one), with when they joined this line.
-    turns: VecDeque<(String, Instant)>,
+    /// current one).
+    turns: VecDeque<String>,
     /// The namespace whose turn it is, its group and how many it has had.
     current: Option<(String, Group, usize)>,
-    /// The last turn went to a fresh namespace.
-    fresh_last: bool,
-
     queued: HashMap<Key, Group>,
     /// Members queued, by group.
     members: HashMap<Group, usize>,
@@ -173,8 +162,8 @@ impl FairQueue {
         }
     }
 
-    /// The next VaultSecret to sync at `now`; `may` tells what a group with an identity may do.
-    pub fn pop(&mut self, may: impl Fn(Identity) -> May, now: Instant) -> Option<Popped> {
+    /// The next VaultSecret to sync; `may` tells what a group with an identity may do.
+    pub fn pop(&mut self, may: impl Fn(Identity) -> May) -> Option<Popped> {
         if let Some((namespace, group, taken)) = self.current.take() {
             if taken < BATCH
                 && let Some(key) = self.take(&namespace, group)
@@ -188,15 +177,15 @@ impl FairQueue {
             }
             // The turn is over: the namespace queues for another if it has more.
             if self.namespaces.contains_key(&namespace) {
-                self.turns.push_back((namespace, now));
+                self.turns.push_back(namespace);
             }
         }
-        let (namespace, group, login) = self.next_turn(&may, now)?;
+        let (namespace, group, login) = self.next_turn(&may)?;
         let key = self.take(&namespace, group)?;
         if login.is_some() {
             // A turn of one: the rest of its group syncs once logged in.
             if self.namespaces.contains_key(&namespace) {
-                self.turns.push_back((namespace, now));
+                self.turns.push_back(namespace);
             }
         } else {
             self.current = Some((namespace, group, 1));
@@ -206,50 +195,26 @@ impl FairQueue {
 
     /// The namespace whose turn is next, its oldest group and, when that group's first sync is
     /// a login, its identity: the first of the fresh namespaces, then of the others, whose
-    /// oldest group may go — the others first after a fresh namespace's turn when the first of
-    /// them has waited [`AGED`].
-    fn next_turn(&mut self, may: &impl Fn(Identity) -> May, now: Instant) -> Option<(String, Group, Option<Identity>)> {
-        let aged = (self.turns.front()).is_some_and(|(_, since)| now.saturating_duration_since(*since) >= AGED);
-        let lines = if self.fresh_last && aged {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for fresh in lines {
-            let found = if fresh {
-                self.first_that_may_go(self.fresh.iter(), may)
-            } else {
-                self.first_that_may_go(self.turns.iter().map(|(namespace, _)| namespace), may)
-            };
+    /// oldest group may go.
+    fn next_turn(&mut self, may: &impl Fn(Identity) -> May) -> Option<(String, Group, Option<Identity>)> {
+        for fresh in [true, false] {
+            let line = if fresh { &self.fresh } else { &self.turns };
+            let found = line.iter().enumerate().find_map(|(i, namespace)| {
+                let queue = self.namespaces.get(namespace)?;
+                let group = *queue.order.front()?;
+                match queue.identities.get(&group).map(|identity| (*identity, may(*identity))) {
+                    None | Some((_, May::Sync)) => Some((i, group, None)),
+                    Some((identity, May::LogIn)) => Some((i, group, Some(identity))),
+                    Some((_, May::Wait)) => None,
+                }
+            });
             if let Some((i, group, login)) = found {
-                let namespace = if fresh {
-                    self.fresh.remove(i)
-                } else {
-                    self.turns.remove(i).map(|(n, _)| n)
-                };
-                self.fresh_last = fresh;
-                return Some((namespace?, group, login));
+                let line = if fresh { &mut self.fresh } else { &mut self.turns };
+                let namespace = line.remove(i)?;
+                return Some((namespace, group, login));
             }
         }
         None
-    }
-
-    /// The place in `line` of the first namespace whose oldest group may go, that group and, for
-    /// a login, its identity.
-    fn first_that_may_go<'a>(
-        &self,
-        line: impl Iterator<Item = &'a String>,
-        may: &impl Fn(Identity) -> May,
-    ) -> Option<(usize, Group, Option<Identity>)> {
-        line.enumerate().find_map(|(i, namespace)| {
-            let queue = self.namespaces.get(namespace)?;
-            let group = *queue.order.front()?;
-            match queue.identities.get(&group).map(|identity| (*identity, may(*identity))) {
-                None | Some((_, May::Sync)) => Some((i, group, None)),
-                Some((identity, May::LogIn)) => Some((i, group, Some(identity))),
-                Some((_, May::Wait)) => None,
-            }
-        })
     }
 
     /// Takes the oldest member of `group` in `namespace`, dropping what it empties.
@@ -309,7 +274,7 @@ impl FairQueue {
         }
         if queue.order.is_empty() {
             self.namespaces.remove(&namespace);
-            self.turns.retain(|(n, _)| *n != namespace);
+            self.turns.retain(|n| *n != namespace);
             self.fresh.retain(|n| *n != namespace);
         }
     }
@@ -493,7 +458,7 @@ impl Fair {
                 May::LogIn
             }
         };
-        let Popped { key, group, login } = state.queue.pop(may, now)?;
+        let Popped { key, group, login } = state.queue.pop(may)?;
         if let Some(identity) = login {
             state.logins.insert(identity);
         }
@@ -560,12 +525,12 @@ mod tests {
     }
 
     fn pop(queue: &mut FairQueue) -> Option<Key> {
-        queue.pop(|_| May::Sync, Instant::now()).map(|p| p.key)
+        queue.pop(|_| May::Sync).map(|p| p.key)
     }
 
     /// What `pop` hands out, without the group.
     fn turn(queue: &mut FairQueue, may: impl Fn(Identity) -> May) -> Option<(Key, Option<Identity>)> {
-        queue.pop(may, Instant::now()).map(|p| (p.key, p.login))
+        queue.pop(may).map(|p| (p.key, p.login))
     }
 
     fn drain(queue: &mut FairQueue) -> Vec<String> {
@@ -637,36 +602,6 @@ mod tests {
         queue.push(key("team", "next"), 0, None);
         assert_eq!(names(pop(&mut queue)), ["team/next"]);
         assert_eq!(queue.len(), 200);
-    }
-
-    #[test]
-    fn a_namespace_waiting_longer_than_aged_takes_every_other_turn_from_fresh_ones() {
-        let mut queue = FairQueue::default();
-        let start = Instant::now();
-        queue.push(key("team", "1"), 1, None);
-        queue.push(key("team", "2"), 2, None);
-        queue.push(key("team", "3"), 3, None);
-        let at = |ms| start + Duration::from_millis(ms);
-        let pop_at = |queue: &mut FairQueue, ms| names(queue.pop(|_| May::Sync, at(ms)).map(|p| p.key));
-        assert_eq!(pop_at(&mut queue, 0), ["team/1"]);
-        // A bulk spread over many namespaces: each arrives fresh, again and again.
-        for (i, ms) in [(0, 10), (1, 20), (2, 30)] {
-            queue.push(key(&format!("bulk-{i}"), "b"), 9, None);
-            assert_eq!(pop_at(&mut queue, ms), [format!("bulk-{i}/b")], "fresh first");
-        }
-        queue.push(key("bulk-3", "b"), 9, None);
-        queue.push(key("bulk-4", "b"), 9, None);
-        let aged = 10 + AGED.as_millis() as u64;
-        assert_eq!(
-            pop_at(&mut queue, aged),
-            ["team/2"],
-            "team waited AGED since its last turn"
-        );
-        // Its turn over at `3 * aged`, team waits again: a fresh one next, and team again once it
-        // has waited AGED.
-        assert_eq!(pop_at(&mut queue, aged * 3), ["bulk-3/b"], "then a fresh one again");
-        assert_eq!(pop_at(&mut queue, aged * 3 + aged), ["team/3"]);
-        assert_eq!(drain(&mut queue), ["bulk-4/b"]);
     }
 
     #[test]
@@ -817,8 +752,14 @@ mod tests {
         }
         fair.push(&vs("team", "new", false));
         let mut turns = Box::pin(fair.clone().turns());
-        // Waits less than AGED: t0 and t1 stay behind the fresh namespaces.
-        let mut next = async || names(tokio::time::timeout(AGED / 5, turns.next()).await.ok().flatten());
+        let mut next = async || {
+            names(
+                tokio::time::timeout(Duration::from_secs(1), turns.next())
+                    .await
+                    .ok()
+                    .flatten(),
+            )
+        };
         assert_eq!(
             [next().await, next().await, next().await].concat(),
             ["t0/x", "t1/x", "team/new"]

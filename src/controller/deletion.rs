@@ -38,10 +38,11 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
         Ok(()) => Ok(Action::await_change()),
         Err(e) => {
             tracing::info!(reason = e.reason(), "{e}");
-            let wait = ctx.tracker.failed(key, Asked::of(vs), |failures| {
+            // The tracker hands out the retry when due.
+            ctx.tracker.failed(key, Asked::of(vs), |failures| {
                 ctx.settings.backoff.delay(failures, &mut rand::rng())
             });
-            Ok(Action::requeue(wait))
+            Ok(Action::await_change())
         }
     }
 }

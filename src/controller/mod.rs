@@ -1,5 +1,6 @@
 //! The VaultSecret controller: watches VaultSecrets and the Secrets they own, and syncs.
 
+mod deadlines;
 mod deletion;
 mod destination;
 mod error;
@@ -319,6 +320,13 @@ pub async fn run(
         }
         std::future::ready(())
     }));
+    // Refreshes and retries, each when due.
+    let due_ctx = ctx.clone();
+    let due = futures::stream::unfold(due_ctx, |ctx| async move {
+        let keys = ctx.tracker.due().await;
+        Some((futures::stream::iter(keys), ctx))
+    })
+    .flatten();
     let nothing = futures::stream::pending::<Result<VaultSecret, watcher::Error>>();
     let controller = Controller::for_stream(nothing, store.clone())
         .reconcile_on(ctx.fair.clone().turns())
@@ -326,6 +334,7 @@ pub async fn run(
         .reconcile_on(restart_reports)
         .reconcile_on(ending)
         .reconcile_on(nudges)
+        .reconcile_on(due)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();

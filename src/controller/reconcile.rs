@@ -36,8 +36,9 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
         ctx.secrets.seen(&ns, &destination::destination_name(&vs))
     };
     let asked = Asked::of(&vs);
+    // The tracker hands out the next sync when due ([`super::tracker::Tracker::due`]).
     let why = match ctx.tracker.not_due(&key, &asked, seen, now) {
-        Ok(wait) => return Ok(Action::requeue(wait)),
+        Ok(_) => return Ok(Action::await_change()),
         Err(why) => why,
     };
     tracing::debug!(why = why.as_str(), "sync due");
@@ -68,7 +69,7 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
                 delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));
             }
             ctx.tracker.succeeded(key, asked, synced.secret_version, now + delay);
-            Ok(Action::requeue(delay))
+            Ok(Action::await_change())
         }
         Err(sync::Failed { error, recorded }) => failure::report(&vs, &ctx, key, error, recorded).await,
     }

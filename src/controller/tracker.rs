@@ -1,13 +1,17 @@
 //! What the controller remembers about each VaultSecret between reconciles — when its next sync
 //! is due, its consecutive failures, the Secret version it last wrote, and which Vault tokens its
 //! leases came from — in one owner, with one [`Tracker::forget`]. Small and in memory only.
+//! [`Tracker::due`] hands out each VaultSecret when its next sync is due ([`super::deadlines`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
+use super::deadlines::Deadlines;
 use super::owned::Seen;
 use crate::SYNC_REQUESTED_ANNOTATION;
 use crate::api::VaultSecret;
@@ -74,11 +78,16 @@ impl Asked {
 #[derive(Default)]
 pub struct Tracker {
     inner: Mutex<Inner>,
+    /// Told when a deadline earlier than all others is set.
+    earlier: Notify,
 }
 
 #[derive(Default)]
 struct Inner {
-    objects: HashMap<Key, State>,
+    /// Keyed by a key shared with `deadlines`.
+    objects: HashMap<Arc<Key>, State>,
+    /// Each object's `next_sync` (entries of an older one are stale).
+    deadlines: Deadlines<Arc<Key>>,
     /// The VaultSecrets holding leases issued by each Vault token (by token ref), to replace
     /// those leases when the token's end becomes known.
     tokens: HashMap<String, HashSet<Key>>,
@@ -99,6 +108,11 @@ struct State {
     failures: u32,
     /// A sibling's change asks for a fresh read ([`super::siblings`]).
     nudged: bool,
+}
+
+/// Whether the deadline of `key` is still `at` (not rescheduled, nor forgotten).
+fn holds(objects: &HashMap<Arc<Key>, State>, key: &Key, at: Instant) -> bool {
+    objects.get(key).is_some_and(|s| s.next_sync == at)
 }
 
 impl Tracker {
@@ -169,12 +183,12 @@ impl Tracker {
             failures: 0,
             nudged: false,
         };
-        self.inner.lock().objects.insert(key, state);
+        self.record(&mut self.inner.lock(), key, state);
     }
 
     /// Records a failed attempt to answer `asked` (a sync request is not repeated: the retry
     /// follows the backoff); `delay` gives the wait before the next from the number of
-    /// consecutive failures, this one included. Returns that wait.
+    /// consecutive failures, this one included; [`Tracker::due`] hands it out then. Returns that wait.
     pub fn failed(&self, key: Key, asked: Asked, delay: impl FnOnce(u32) -> Duration) -> Duration {
         let mut inner = self.inner.lock();
         let previous = inner.objects.get(&key);
@@ -190,8 +204,48 @@ impl Tracker {
             failures,
             nudged: false,
         };
-        inner.objects.insert(key, state);
+        self.record(&mut inner, key, state);
         wait
+    }
+
+    /// Stores `state` of `key` and schedules its next sync.
+    fn record(&self, inner: &mut Inner, key: Key, state: State) {
+        let at = state.next_sync;
+        let shared = match inner.objects.get_key_value(&key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(key),
+        };
+        inner.objects.insert(shared.clone(), state);
+        let Inner { objects, deadlines, .. } = inner;
+        if deadlines.push(shared, at, objects.len(), |k, at| holds(objects, k, at)) {
+            self.earlier.notify_one();
+        }
+    }
+
+    /// The VaultSecrets whose next sync has come (scheduled by a success or a failure), as they
+    /// come due; waits until one does.
+    pub async fn due(&self) -> Vec<Key> {
+        loop {
+            let earlier = self.earlier.notified();
+            let next = {
+                let mut inner = self.inner.lock();
+                let Inner { objects, deadlines, .. } = &mut *inner;
+                let due = deadlines.pop_due(Instant::now(), |k, at| holds(objects, k, at));
+                if !due.is_empty() {
+                    return due.iter().map(|k| Key::clone(k)).collect();
+                }
+                deadlines.next()
+            };
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = earlier => {}
+                    }
+                }
+                None => earlier.await,
+            }
+        }
     }
 
     /// Consecutive failed syncs of `key` so far.
@@ -243,7 +297,7 @@ impl Tracker {
     pub fn keys(&self) -> Vec<Key> {
         let inner = self.inner.lock();
         let holders = inner.tokens.values().flatten();
-        let keys: HashSet<&Key> = inner.objects.keys().chain(holders).collect();
+        let keys: HashSet<&Key> = inner.objects.keys().map(|k| &**k).chain(holders).collect();
         keys.into_iter().cloned().collect()
     }
 
@@ -369,6 +423,40 @@ mod tests {
         assert_eq!(tracker.secret_version(&key("a")).as_deref(), Some("7"));
         tracker.succeeded(key("a"), asked(1, None), Some("8".into()), now);
         assert_eq!(tracker.failures(&key("a")), 0);
+    }
+
+    #[tokio::test]
+    async fn due_hands_out_each_key_at_its_latest_deadline_only() {
+        let tracker = Tracker::default();
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        tracker.succeeded(key("a"), Asked::default(), None, start + ms(400));
+        tracker.succeeded(key("b"), Asked::default(), None, start + ms(200));
+        // A failure reschedules a earlier: its 400 ms deadline goes stale.
+        tracker.failed(key("a"), Asked::default(), |_| ms(50));
+        let next = || tokio::time::timeout(Duration::from_secs(5), tracker.due());
+        assert_eq!(next().await.ok(), Some(vec![key("a")]));
+        assert!(start.elapsed() >= ms(50), "not before its deadline");
+        assert_eq!(next().await.ok(), Some(vec![key("b")]));
+        assert!(start.elapsed() >= ms(200));
+        tracker.forget(&key("b"));
+        let more = tokio::time::timeout(ms(600), tracker.due()).await;
+        assert!(more.is_err(), "a's stale deadline is not handed out: {more:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_earlier_than_the_awaited_one_wakes_the_waiter() {
+        let tracker = Arc::new(Tracker::default());
+        let start = Instant::now();
+        tracker.succeeded(key("late"), Asked::default(), None, start + Duration::from_secs(3600));
+        let waiter = tokio::spawn({
+            let tracker = tracker.clone();
+            async move { tracker.due().await }
+        });
+        tokio::task::yield_now().await;
+        tracker.succeeded(key("soon"), Asked::default(), None, start + Duration::from_millis(20));
+        let due = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert_eq!(due.ok().and_then(Result::ok), Some(vec![key("soon")]));
     }
 
     #[test]

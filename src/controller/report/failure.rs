@@ -43,7 +43,8 @@ pub async fn report(
     if wrote && had_reason != Some(("False".into(), err.reason().into())) {
         ctx.publish(vs, EventType::Warning, err.reason(), message).await;
     }
-    let wait = ctx.tracker.failed(key, Asked::of(vs), |failures| {
+    // The retry is the tracker's to hand out ([`crate::controller::tracker::Tracker::due`]).
+    ctx.tracker.failed(key, Asked::of(vs), |failures| {
         let delay = match (err.retry(), &err) {
             (Retry::Slowly, _) => ctx.settings.backoff.max,
             // The server's limiter paces every request to it; this object's own backoff does not
@@ -60,5 +61,5 @@ pub async fn report(
             _ => delay,
         }
     });
-    Ok(Action::requeue(wait))
+    Ok(Action::await_change())
 }

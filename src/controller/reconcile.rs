@@ -68,7 +68,9 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
                 // A lease to renew or rotate, or a superseded one to revoke, before the refresh.
                 delay = delay.min(leases::until(jiff::Timestamp::now(), deadline).max(Duration::from_secs(1)));
             }
-            ctx.tracker.succeeded(key, asked, synced.secret_version, now + delay);
+            // `delay` counts from now, the end of the sync (the refresh grid point, or the lease's
+            // deadline): the next sync is due then, not `delay` after this one started.
+            ctx.tracker.succeeded(key, asked, synced.secret_version, Instant::now() + delay);
             Ok(Action::await_change())
         }
         Err(sync::Failed { error, recorded }) => failure::report(&vs, &ctx, key, error, recorded).await,

@@ -70,7 +70,8 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
             }
             // `delay` counts from now, the end of the sync (the refresh grid point, or the lease's
             // deadline): the next sync is due then, not `delay` after this one started.
-            ctx.tracker.succeeded(key, asked, synced.secret_version, Instant::now() + delay);
+            ctx.tracker
+                .succeeded(key, asked, synced.secret_version, Instant::now() + delay);
             Ok(Action::await_change())
         }
         Err(sync::Failed { error, recorded }) => failure::report(&vs, &ctx, key, error, recorded).await,

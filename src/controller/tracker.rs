@@ -432,7 +432,7 @@ mod tests {
         let ms = Duration::from_millis;
         tracker.succeeded(key("a"), Asked::default(), None, start + ms(400));
         tracker.succeeded(key("b"), Asked::default(), None, start + ms(200));
-        // A failure reschedules a earlier: its 400 ms deadline goes stale.
+        // A failure reschedules `a` earlier: its 400-ms deadline goes stale.
         tracker.failed(key("a"), Asked::default(), |_| ms(50));
         let next = || tokio::time::timeout(Duration::from_secs(5), tracker.due());
         assert_eq!(next().await.ok(), Some(vec![key("a")]));

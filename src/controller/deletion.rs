@@ -3,7 +3,6 @@
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 
 use super::error::Result;
 use super::tracker::Asked;
@@ -16,7 +15,7 @@ pub async fn finalize(vs: &VaultSecret, ctx: &Context) -> Result<Action> {
     if !vs.finalizers().iter().any(|f| f == leases::FINALIZER) {
         return Ok(Action::await_change());
     }
-    let key = ObjectRef::from_obj(vs);
+    let key = super::key_of(vs);
     let attempt = ctx.tracker.failures(&key) + 1;
     let conn = match connection::resolve(vs, ctx).await {
         Ok(conn) => Ok(conn),

@@ -66,6 +66,9 @@ pub enum Error {
     /// The administrator's trust boundary refuses what the spec asks for (see [`Refusal`]).
     #[error("{message}")]
     NotAllowed { refusal: Refusal, message: String },
+    /// The watch cache's copy of the VaultSecret could not be decoded (never expected).
+    #[error(transparent)]
+    Cache(#[from] super::packed::PackError),
     /// A Kubernetes API call failed.
     #[error("Kubernetes API error during {action}: {}", crate::kube_error_message(.source))]
     Kube {
@@ -110,6 +113,11 @@ impl Error {
             },
             Error::NotAllowed { refusal, .. } => refusal.entry(),
             Error::Kube { .. } => reasons::KUBERNETES_ERROR,
+            // Only logged: the reconcile stops before it could report anything.
+            Error::Cache(_) => reasons::Ready {
+                name: "CacheError",
+                retry: Retry::Backoff,
+            },
         }
     }
 

@@ -366,7 +366,7 @@ impl Fair {
 
     /// Queues a VaultSecret the watch brought.
     pub fn push(&self, vs: &VaultSecret) {
-        let key = ObjectRef::from_obj(vs);
+        let key = super::key_of(vs);
         let now = Instant::now();
         let mut state = self.state.lock();
         match state.arrivals.get_mut(key.namespace.as_deref().unwrap_or_default()) {

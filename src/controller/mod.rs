@@ -7,6 +7,7 @@ mod error;
 mod fair;
 mod leases;
 mod owned;
+mod packed;
 mod reconcile;
 mod report;
 mod resolve;
@@ -167,6 +168,17 @@ impl Context {
     }
 }
 
+/// The key the controller's bookkeeping (tracker, fair turns, restarts) keeps for `vs`: its
+/// namespace and name only. `ObjectRef::from_obj` also copies its UID and resourceVersion, two
+/// more strings per key that no lookup reads (`ObjectRef` equality ignores them).
+fn key_of(vs: &VaultSecret) -> ObjectRef<VaultSecret> {
+    let key = ObjectRef::new(vs.metadata.name.as_deref().unwrap_or_default());
+    match vs.metadata.namespace.as_deref() {
+        Some(namespace) => key.within(namespace),
+        None => key,
+    }
+}
+
 /// An API for `K` in `namespace`, or in all namespaces.
 fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
 where
@@ -265,7 +277,7 @@ pub async fn run(
         vault::Sessions::new(settings.vault_timeout, settings.backoff, metrics.clone()).with_store(token_store);
     let (ending_tx, mut ending_rx) = tokio::sync::mpsc::unbounded_channel();
     sessions.notify_ending(ending_tx);
-    let (store, vs_writer) = reflector::store();
+    let (store, vs_writer) = reflector::store::<packed::Packed>();
     let (nudge_tx, nudges) = futures::channel::mpsc::unbounded();
     let owed = leases::OwedRevocations::new(client.clone(), &settings.namespace);
     let ctx = Arc::new(Context {
@@ -293,9 +305,12 @@ pub async fn run(
     let vaultsecrets = scopes::vaultsecret_events(&ctx.client, &scopes, store.clone())
         .reflect(vs_writer)
         .inspect(move |event| match event {
-            Ok(watcher::Event::Delete(vs)) => {
-                deleted_ctx.orphans.note_deleted(vs);
-                deleted_ctx.forget(&ObjectRef::from_obj(vs));
+            Ok(watcher::Event::Delete(packed)) => {
+                match packed.unpack() {
+                    Ok(vs) => deleted_ctx.orphans.note_deleted(&vs),
+                    Err(e) => tracing::error!(error = %e, "deleted VaultSecret"),
+                }
+                deleted_ctx.forget(&packed.key());
             }
             // The first listing is complete: the controller knows every VaultSecret.
             Ok(watcher::Event::InitDone) => {
@@ -315,7 +330,10 @@ pub async fn run(
     let fair = ctx.fair.clone();
     let watch = tokio::spawn(vaultsecrets.for_each(move |vs| {
         match vs {
-            Ok(vs) => fair.push(&vs),
+            Ok(packed) => match packed.unpack() {
+                Ok(vs) => fair.push(&vs),
+                Err(e) => tracing::error!(error = %e, "VaultSecret watch"),
+            },
             Err(e) => tracing::debug!(error = %e, "VaultSecret watch"),
         }
         std::future::ready(())
@@ -327,14 +345,14 @@ pub async fn run(
         Some((futures::stream::iter(keys), ctx))
     })
     .flatten();
-    let nothing = futures::stream::pending::<Result<VaultSecret, watcher::Error>>();
+    let nothing = futures::stream::pending::<Result<packed::Packed, watcher::Error>>();
     let controller = Controller::for_stream(nothing, store.clone())
-        .reconcile_on(ctx.fair.clone().turns())
+        .reconcile_on(ctx.fair.clone().turns().map(packed::cache_key))
         .owns_stream(owned)
-        .reconcile_on(restart_reports)
-        .reconcile_on(ending)
-        .reconcile_on(nudges)
-        .reconcile_on(due)
+        .reconcile_on(restart_reports.map(packed::cache_key))
+        .reconcile_on(ending.map(packed::cache_key))
+        .reconcile_on(nudges.map(packed::cache_key))
+        .reconcile_on(due.map(packed::cache_key))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .graceful_shutdown_on(shutdown);
     let rollouts_ctx = ctx.clone();
@@ -346,11 +364,13 @@ pub async fn run(
         loop {
             tick.tick().await;
             for key in janitor_ctx.tracker.keys() {
-                if store.get(&key).is_none() {
+                if store.get(&packed::cache_key(key.clone())).is_none() {
                     janitor_ctx.forget(&key);
                 }
             }
-            janitor_ctx.rollouts.retain(|key| store.get(key).is_some());
+            janitor_ctx
+                .rollouts
+                .retain(|key| store.get(&packed::cache_key(key.clone())).is_some());
             janitor_ctx.vault.prune();
             janitor_ctx.secrets.forget_gone(Duration::from_secs(600));
         }

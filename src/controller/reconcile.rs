@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
+use super::packed::Packed;
 use super::tracker::{Asked, Due};
 use super::{Context, deletion, destination, failure, leases, restarts, schedule, sync};
 use crate::api::{VaultSecret, parse_duration};
@@ -17,9 +17,10 @@ use crate::vault::kv::Age;
 /// spec change, a change to the Secret made by someone else, a refresh deadline or a retry.
 /// Every log line inside carries the VaultSecret's namespace and name, and so does every Vault
 /// request (`X-Vaultsync-Object`, for Vault's audit log).
-#[tracing::instrument(skip_all, fields(namespace = vs.metadata.namespace.as_deref().unwrap_or_default(), name = vs.metadata.name.as_deref().unwrap_or_default()))]
-pub async fn reconcile(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action> {
-    let _turn = ctx.fair.started(&ObjectRef::from_obj(&*vs));
+#[tracing::instrument(skip_all, fields(namespace = packed.meta().namespace.as_deref().unwrap_or_default(), name = packed.meta().name.as_deref().unwrap_or_default()))]
+pub async fn reconcile(packed: Arc<Packed>, ctx: Arc<Context>) -> Result<Action> {
+    let _turn = ctx.fair.started(&packed.key());
+    let vs = Arc::new(packed.unpack()?);
     let object = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
     crate::vault::on_behalf_of(object, reconcile_as(vs, ctx)).await
 }
@@ -29,7 +30,7 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
         return deletion::finalize(&vs, &ctx).await;
     }
     let vs = restarts::before_sync(vs, &ctx).await;
-    let key = ObjectRef::from_obj(&*vs);
+    let key = super::key_of(&vs);
     let now = Instant::now();
     let seen = || {
         let ns = vs.namespace().unwrap_or_default();
@@ -79,9 +80,9 @@ async fn reconcile_as(vs: Arc<VaultSecret>, ctx: Arc<Context>) -> Result<Action>
 }
 
 /// Called when [`reconcile`] itself fails (the failure could not even be reported).
-pub fn error_policy(vs: Arc<VaultSecret>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(namespace = vs.namespace().unwrap_or_default(), name = vs.name_any(), reason = err.reason(), error = %err, "reconcile failed");
-    let failures = ctx.tracker.failures(&ObjectRef::from_obj(&*vs)) + 1;
+pub fn error_policy(packed: Arc<Packed>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = packed.namespace().unwrap_or_default(), name = packed.name_any(), reason = err.reason(), error = %err, "reconcile failed");
+    let failures = ctx.tracker.failures(&packed.key()) + 1;
     Action::requeue(ctx.settings.backoff.delay(failures, &mut rand::rng()))
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::{Context, status};
@@ -31,7 +30,7 @@ pub fn pending_hash(
 /// (re)asks for the restarts the status says are pending — after an operator restart too.
 /// Returns `vs` with the status as it now is.
 pub async fn before_sync(vs: Arc<VaultSecret>, ctx: &Context) -> Arc<VaultSecret> {
-    let key = ObjectRef::from_obj(&*vs);
+    let key = super::key_of(&vs);
     let mut vs = vs;
     let pending = vs.status.as_ref().and_then(|s| s.pending_rollout_hash.clone());
     if let Some(report) = ctx.rollouts.take_report(&key)

@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Client, ResourceExt};
 
+use super::packed::Packed;
 use crate::api::VaultSecret;
 
 /// A watch's scope: one namespace, or all of them (`None`).
@@ -115,14 +116,14 @@ impl<K: ResourceExt> Merge<K> {
 }
 
 /// The events of one VaultSecret watch per scope, as one cache's ([`Merge`]), each VaultSecret
-/// slimmed ([`super::slim`]) as it arrives: a first listing is held until every scope is listed,
-/// and held whole it cost a restarted operator 1.1 GiB at 100,000. One scope's watch needs no
-/// merging and is passed through.
+/// slimmed ([`super::slim`]) and packed ([`super::packed`]) as it arrives: a first listing is held
+/// until every scope is listed, and held whole it cost a restarted operator 1.1 GiB at 100,000.
+/// One scope's watch needs no merging and is passed through.
 pub fn vaultsecret_events(
     client: &Client,
     scopes: &[Scope],
-    store: Store<VaultSecret>,
-) -> BoxStream<'static, watcher::Result<watcher::Event<VaultSecret>>> {
+    store: Store<Packed>,
+) -> BoxStream<'static, watcher::Result<watcher::Event<Packed>>> {
     let watch = |scope: &Scope| {
         watcher(
             super::scoped::<VaultSecret>(client.clone(), scope.as_deref()),
@@ -130,6 +131,12 @@ pub fn vaultsecret_events(
         )
         .default_backoff()
         .modify(super::slim::slim_vaultsecret)
+        .filter_map(|event| {
+            std::future::ready(match event {
+                Ok(event) => super::packed::pack_event(event).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
     };
     if let [scope] = scopes {
         return watch(scope).boxed();

@@ -13,17 +13,18 @@ use futures::channel::mpsc;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::packed::Packed;
 use super::tracker::Tracker;
 use crate::api::{Rollout, VaultSecret};
 
 /// The VaultSecrets the controller knows, and the way to make one sync now.
 pub struct Siblings {
-    store: Store<VaultSecret>,
+    store: Store<Packed>,
     nudges: mpsc::UnboundedSender<ObjectRef<VaultSecret>>,
 }
 
 impl Siblings {
-    pub fn new(store: Store<VaultSecret>, nudges: mpsc::UnboundedSender<ObjectRef<VaultSecret>>) -> Self {
+    pub fn new(store: Store<Packed>, nudges: mpsc::UnboundedSender<ObjectRef<VaultSecret>>) -> Self {
         Self { store, nudges }
     }
 
@@ -35,10 +36,17 @@ impl Siblings {
         let (namespace, name) = (vs.namespace(), vs.name_any());
         let mut nudged = 0;
         for other in self.store.state() {
-            let shares = other.namespace() == namespace
-                && other.name_any() != name
-                && other.spec.rollout.as_ref().is_some_and(|r| overlap(rollout, r));
-            let key = ObjectRef::from_obj(&*other);
+            if !other.rolls_out() || other.namespace() != namespace || other.name_any() == name {
+                continue;
+            }
+            let shares = match other.unpack() {
+                Ok(other) => other.spec.rollout.as_ref().is_some_and(|r| overlap(rollout, r)),
+                Err(e) => {
+                    tracing::error!(error = %e, "sibling of a VaultSecret");
+                    false
+                }
+            };
+            let key = other.key();
             if shares && tracker.nudge(&key) && self.nudges.unbounded_send(key).is_ok() {
                 nudged += 1;
             }

@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
 
 use super::error::{Error, Result};
 use super::identity::{self, Kube};
@@ -113,7 +112,7 @@ async fn read(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, age: Age) ->
             .await;
     }
     let tokens = leases.iter().filter_map(|l| l.token_ref.clone()).collect();
-    ctx.tracker.index_tokens(&ObjectRef::from_obj(vs), tokens);
+    ctx.tracker.index_tokens(&super::key_of(vs), tokens);
     Ok(Read { handle, merged, book })
 }
 
@@ -166,7 +165,7 @@ async fn apply(vs: &VaultSecret, ctx: &Context, target: &Target<'_>, read: &mut 
     let shaped = sources::shape(vs, &mut read.merged).await?;
     let desired = destination::desired(vs, shaped.data, &ctx.hash_key)?;
     let name = desired.secret.name_any();
-    let last_version = ctx.tracker.secret_version(&ObjectRef::from_obj(vs));
+    let last_version = ctx.tracker.secret_version(&super::key_of(vs));
     let written = destination::apply(
         vs,
         ctx,

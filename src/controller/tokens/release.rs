@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
+use super::super::packed::Packed;
 use super::super::{Context, Settings, trust};
 use crate::api::VaultSecret;
 use crate::vault::{Connection, parse_address};
@@ -81,11 +82,13 @@ fn leases(vs: &VaultSecret) -> Vec<(String, jiff::Timestamp)> {
 
 /// Every token some VaultSecret still needs; `None` when that cannot be known (a superseded
 /// lease that does not name its token).
-fn referenced(store: &Store<VaultSecret>, ctx: &Context) -> Option<HashSet<String>> {
+fn referenced(store: &Store<Packed>, ctx: &Context) -> Option<HashSet<String>> {
     let mut tokens: HashSet<String> = ctx.orphans.live(jiff::Timestamp::now()).into_iter().collect();
     // An owed revocation needs the token that issued its lease.
     tokens.extend(ctx.owed.tokens());
-    for vs in store.state() {
+    for packed in store.state().iter().filter(|p| p.holds_leases()) {
+        // Undecodable (never expected): its tokens cannot be told, so none is released.
+        let vs = packed.unpack().ok()?;
         tokens.extend(leases(&vs).into_iter().map(|(token, _)| token));
     }
     (!tokens.contains("")).then_some(tokens)
@@ -93,7 +96,7 @@ fn referenced(store: &Store<VaultSecret>, ctx: &Context) -> Option<HashSet<Strin
 
 /// Runs the sweep until the task is aborted, from when `listed` turns true (the first listing of
 /// VaultSecrets is in `store`: before that, every token would look unnamed).
-pub async fn run(ctx: Arc<Context>, store: Store<VaultSecret>, mut listed: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<Context>, store: Store<Packed>, mut listed: watch::Receiver<bool>) {
     // Not `Store::wait_until_ready`: its one-shot wakes only one of several waiters.
     if listed.wait_for(|listed| *listed).await.is_err() {
         return;

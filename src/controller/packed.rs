@@ -118,7 +118,15 @@ impl Packed {
                 Some(d) => d,
                 None => slot.insert(zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER).map_err(pack_error)?),
             };
-            decompressor.decompress(&self.bytes, MAX_UNPACKED).map_err(pack_error)
+            // The frame holds its content size: exactly that much is allocated (`decompress`
+            // would otherwise allocate all of its capacity argument).
+            let size = zstd::zstd_safe::get_frame_content_size(&self.bytes)
+                .ok()
+                .flatten()
+                .and_then(|size| usize::try_from(size).ok())
+                .filter(|size| *size <= MAX_UNPACKED)
+                .ok_or_else(|| PackError("no or too large a content size".into()))?;
+            decompressor.decompress(&self.bytes, size).map_err(pack_error)
         })?;
         serde_json::from_slice(&json).map_err(pack_error)
     }

@@ -263,6 +263,19 @@ mod tests {
     }
 
     #[test]
+    fn damaged_bytes_are_an_error_not_a_panic() {
+        let packed = Packed::pack(&synced("db", "p")).unwrap();
+        let damaged = |bytes: &[u8]| Packed {
+            bytes: bytes.into(),
+            ..packed.clone()
+        };
+        for damaged in [damaged(&packed.bytes[..8]), damaged(b"not zstd at all"), damaged(&[])] {
+            let error = damaged.unpack().unwrap_err().to_string();
+            assert!(error.starts_with("VaultSecret watch cache: "), "{error}");
+        }
+    }
+
+    #[test]
     fn the_dictionary_is_a_vaultsecret() {
         let (most, common) = DICTIONARY.split_at(DICTIONARY.find("}}{").unwrap() + 2);
         let vs: VaultSecret = serde_json::from_str(most).unwrap();
